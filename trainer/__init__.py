@@ -1,0 +1,1 @@
+"""intentd trainer: synthetic speech data and model fine-tuning."""
