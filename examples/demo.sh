@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The README's main command: offline, from a fresh clone to intents on stdout.
+#   synthesize banking speech → train the compact model → synthesize a demo call from
+#   held-out voices (pauses, background noise) → run intentd on it, JSON lines on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/setup
+out=${INTENTD_DEMO_DIR:-demo}
+seed=${INTENTD_DEMO_SEED:-7}
+bin=.venv/bin
+mkdir -p "$out"
+
+echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
+"$bin/intentd-train" synth examples/intents/banking.yaml --out "$out/data" --seed "$seed" --force
+echo "demo: 2/4 training the compact model → $out/model" >&2
+"$bin/intentd-train" fit --data "$out/data" --model compact --out "$out/model"
+echo "demo: 3/4 synthesizing a demo call from held-out voices → $out/call.wav" >&2
+"$bin/intentd-train" democall examples/intents/banking.yaml --out "$out/call.wav" \
+  --truth "$out/call.csv" --seed "$seed"
+echo "demo: 4/4 intentd on the call (truth: $out/call.csv)" >&2
+"$bin/intentd" --config config.yaml --model "$out/model" --input "$out/call.wav" --no-realtime \
+  | tee "$out/events.jsonl"
+"$bin/python" -m daemon.score "$out/events.jsonl" "$out/call.csv" >&2
