@@ -156,9 +156,11 @@ class WindowCutter:
             w = np.zeros(win, dtype=np.float32)
             w[: self._buf.size] = self._buf[:win]
             self._emitted = 1
+            self._last_end = n
             return [(0, w)]
         if self._last_end < n:
             rel = n - win - self._offset
             self._emitted += 1
+            self._last_end = n
             return [(n - win, self._buf[rel : rel + win].copy())]
         return []

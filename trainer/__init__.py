@@ -1,1 +1,6 @@
-"""intentd trainer: synthetic speech data and model fine-tuning."""
+"""intentd trainer: synthetic speech data and model fine-tuning.
+
+``import trainer`` makes the Auto classes know the compact model (through ``daemon``).
+"""
+
+import daemon  # noqa: F401

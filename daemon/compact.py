@@ -1,0 +1,357 @@
+"""The compact intent model: a small trainable head over frozen speech embeddings.
+
+``CompactFeatureExtractor`` turns raw 16 kHz audio into padded embedding sequences
+(``daemon.embedding``, one 96-d vector per 80 ms) and ``CompactForAudioClassification`` maps
+a sequence to intent logits: input LayerNorm -> projection -> depthwise-separable 1-D conv
+blocks -> attention pooling over valid frames -> linear. Training-time augmentation
+(SpecAugment-style time/feature masks and input dropout) lives inside ``forward`` so any
+trainer gets it just by calling ``model.train()``.
+
+All three classes are registered with the transformers Auto classes on import, so
+``AutoModelForAudioClassification.from_pretrained(DIR)`` and
+``pipeline("audio-classification", model=DIR)`` work on a saved dir after ``import daemon``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    BatchFeature,
+    PretrainedConfig,
+    PreTrainedModel,
+    SequenceFeatureExtractor,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from daemon import embedding
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPE = "intentd-compact"
+
+
+class CompactConfig(PretrainedConfig):
+    """Hyper-parameters of the head; labels via the usual ``id2label`` / ``label2id``.
+
+    ``input_view = "utterance"`` tells the trainer to feed whole utterances (the head pools
+    over time itself) rather than fixed windows.
+    """
+
+    model_type = MODEL_TYPE
+
+    def __init__(
+        self,
+        embedding_dim: int = embedding.EMBEDDING_DIM,
+        hidden_size: int = 128,
+        num_conv_layers: int = 3,
+        conv_kernel_size: int = 5,
+        attention_hidden_size: int = 64,
+        dropout: float = 0.1,
+        input_dropout: float = 0.1,
+        time_mask_count: int = 2,
+        time_mask_max_frames: int = 3,
+        feature_mask_count: int = 1,
+        feature_mask_max_dims: int = 8,
+        label_smoothing: float = 0.0,
+        input_view: str = "utterance",
+        sample_rate_hz: int = embedding.SAMPLE_RATE_HZ,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
+    ) -> None:
+        if conv_kernel_size % 2 != 1:
+            raise ValueError(
+                f"conv_kernel_size must be odd (same-length conv), got {conv_kernel_size}"
+            )
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_conv_layers = num_conv_layers
+        self.conv_kernel_size = conv_kernel_size
+        self.attention_hidden_size = attention_hidden_size
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.time_mask_count = time_mask_count
+        self.time_mask_max_frames = time_mask_max_frames
+        self.feature_mask_count = feature_mask_count
+        self.feature_mask_max_dims = feature_mask_max_dims
+        self.label_smoothing = label_smoothing
+        self.input_view = input_view
+        self.sample_rate_hz = sample_rate_hz
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+        # transformers 5 no longer derives label2id from id2label.
+        if self.id2label and not getattr(self, "label2id", None):
+            self.label2id = {label: int(i) for i, label in self.id2label.items()}
+
+
+class _SeparableConvBlock(nn.Module):
+    """Depthwise conv over time + pointwise mix, residual, post-norm."""
+
+    def __init__(self, hidden: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden)
+        self.pointwise = nn.Conv1d(hidden, hidden, 1)
+        self.act = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # h [B, T, H]; padded frames are zero so they act like the conv's own edge padding.
+        y = self.pointwise(self.depthwise(h.transpose(1, 2))).transpose(1, 2)
+        h = self.norm(h + self.dropout(self.act(y)))
+        return h * mask.unsqueeze(-1)
+
+
+class _AttentionPool(nn.Module):
+    """Softmax-weighted mean over valid frames: lets the head focus on the key words."""
+
+    def __init__(self, hidden: int, attn_hidden: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(
+            nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Linear(attn_hidden, 1)
+        )
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(h).squeeze(-1)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        return torch.einsum("bt,bth->bh", weights, h)
+
+
+def _span_masks(
+    lengths: torch.Tensor, size: int, count: int, max_width: int, per_row_limit: torch.Tensor
+) -> torch.Tensor:
+    """``[B, size]`` bool: ``count`` random spans per row, each ``<= max_width`` wide and
+    inside ``[0, per_row_limit)``."""
+    b = lengths.shape[0]
+    device = lengths.device
+    out = torch.zeros(b, size, dtype=torch.bool, device=device)
+    pos = torch.arange(size, device=device)[None, :]
+    for _ in range(count):
+        width = torch.randint(0, max_width + 1, (b,), device=device)
+        width = torch.minimum(width, per_row_limit // 2)  # never blank most of a short clip
+        start = (torch.rand(b, device=device) * (per_row_limit - width + 1).float()).long()
+        out |= (pos >= start[:, None]) & (pos < (start + width)[:, None])
+    return out
+
+
+class CompactPreTrainedModel(PreTrainedModel):
+    config_class = CompactConfig
+    base_model_prefix = "compact"
+    main_input_name = "input_values"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Torch's fan-in defaults train this small from-scratch head better than N(0, 0.02).
+        from transformers import initialization as init
+
+        if isinstance(module, nn.Linear | nn.Conv1d):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class CompactForAudioClassification(CompactPreTrainedModel):
+    # The loss is a per-batch mean; tells transformers.Trainer to scale it for gradient
+    # accumulation itself instead of passing num_items_in_batch (forward takes **kwargs).
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__(config)
+        h = config.hidden_size
+        self.input_norm = nn.LayerNorm(config.embedding_dim)
+        self.input_dropout = nn.Dropout(config.input_dropout)
+        self.projection = nn.Linear(config.embedding_dim, h)
+        self.blocks = nn.ModuleList(
+            _SeparableConvBlock(h, config.conv_kernel_size, config.dropout)
+            for _ in range(config.num_conv_layers)
+        )
+        self.pool = _AttentionPool(h, config.attention_hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(h, config.num_labels)
+        self.post_init()
+
+    def _augment(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """SpecAugment on the normalised embeddings: zero random time spans and dims."""
+        cfg = self.config
+        lengths = mask.sum(dim=1)
+        _, t, d = x.shape
+        keep = torch.ones_like(x)
+        if cfg.time_mask_count > 0 and cfg.time_mask_max_frames > 0:
+            tm = _span_masks(lengths, t, cfg.time_mask_count, cfg.time_mask_max_frames, lengths)
+            keep = keep * (~tm).unsqueeze(-1)
+        if cfg.feature_mask_count > 0 and cfg.feature_mask_max_dims > 0:
+            dims = torch.full_like(lengths, d)
+            fm = _span_masks(lengths, d, cfg.feature_mask_count, cfg.feature_mask_max_dims, dims)
+            keep = keep * (~fm).unsqueeze(1)
+        return x * keep
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
+        """``input_values`` [B, T, 96] embeddings (from ``CompactFeatureExtractor``),
+        ``attention_mask`` [B, T] (1 = real frame), ``labels`` [B] class ids."""
+        if input_values.dim() != 3 or input_values.shape[-1] != self.config.embedding_dim:
+            raise ValueError(
+                f"input_values must be [batch, frames, {self.config.embedding_dim}] speech "
+                f"embeddings, got shape {tuple(input_values.shape)}; run CompactFeatureExtractor "
+                "on raw 16 kHz audio first"
+            )
+        if attention_mask is None:
+            mask = torch.ones(input_values.shape[:2], dtype=torch.bool, device=input_values.device)
+        else:
+            mask = attention_mask.to(device=input_values.device).bool()
+        # A row with no valid frame would make the softmax pool undefined.
+        mask = mask.clone()
+        mask[:, 0] |= ~mask.any(dim=1)
+
+        x = self.input_norm(input_values) * mask.unsqueeze(-1)
+        if self.training:
+            x = self._augment(x, mask)
+        x = self.input_dropout(x)
+        h = self.projection(x) * mask.unsqueeze(-1)
+        for block in self.blocks:
+            h = block(h, mask)
+        logits = self.classifier(self.dropout(self.pool(h, mask)))
+
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits.float(),
+                labels.to(logits.device).long().view(-1),
+                label_smoothing=self.config.label_smoothing,
+            )
+        if return_dict is False:
+            return (logits,) if loss is None else (loss, logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _as_utterances(raw_speech: Any) -> list[np.ndarray]:
+    """Array, batch array, tensor, list of floats or list of arrays -> list of 1-D float32."""
+    if isinstance(raw_speech, torch.Tensor):
+        raw_speech = raw_speech.detach().cpu().numpy()
+    if isinstance(raw_speech, np.ndarray):
+        if raw_speech.ndim == 1:
+            return [raw_speech.astype(np.float32, copy=False)]
+        if raw_speech.ndim == 2:
+            return [row.astype(np.float32, copy=False) for row in raw_speech]
+        raise ValueError(
+            f"raw_speech must be [samples] or [batch, samples] mono audio, got {raw_speech.shape}"
+        )
+    if isinstance(raw_speech, list | tuple):
+        if len(raw_speech) == 0:
+            raise ValueError("raw_speech is an empty list: nothing to embed")
+        if np.isscalar(raw_speech[0]):
+            return [np.asarray(raw_speech, dtype=np.float32)]
+        out = []
+        for i, item in enumerate(raw_speech):
+            if isinstance(item, torch.Tensor):
+                item = item.detach().cpu().numpy()
+            a = np.asarray(item, dtype=np.float32)
+            if a.ndim != 1:
+                raise ValueError(f"raw_speech[{i}] must be mono 1-D audio, got shape {a.shape}")
+            out.append(a)
+        return out
+    raise TypeError(f"raw_speech must be an array or a list of arrays, got {type(raw_speech)}")
+
+
+class CompactFeatureExtractor(SequenceFeatureExtractor):
+    """Raw 16 kHz mono audio -> padded ``input_values`` [B, T, 96] + ``attention_mask`` [B, T]."""
+
+    model_input_names = ["input_values", "attention_mask"]  # noqa: RUF012 (transformers API)
+
+    def __init__(
+        self,
+        feature_size: int = embedding.EMBEDDING_DIM,
+        sampling_rate: int = embedding.SAMPLE_RATE_HZ,
+        padding_value: float = 0.0,
+        threads: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("return_attention_mask", True)
+        super().__init__(
+            feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
+            **kwargs,
+        )
+        self.threads = threads
+
+    def __call__(
+        self,
+        raw_speech: Any,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = None,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        if sampling_rate is None:
+            logger.warning(
+                "CompactFeatureExtractor called without sampling_rate; assuming %d Hz",
+                self.sampling_rate,
+            )
+        elif sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"audio is sampled at {sampling_rate} Hz but this model needs "
+                f"{self.sampling_rate} Hz mono; resample first "
+                "(daemon.windowing.preprocess(audio, rate, 16000))"
+            )
+        embeddings = embedding.embed_many(_as_utterances(raw_speech), threads=self.threads)
+        return self.pad_embeddings(
+            embeddings, return_tensors=return_tensors, padding=padding, max_length=max_length,
+            truncation=truncation, pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=return_attention_mask,
+        )
+
+    def pad_embeddings(
+        self,
+        embeddings: list[np.ndarray],
+        return_tensors: str | None = None,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+    ) -> BatchFeature:
+        """Pad precomputed ``[T_i, 96]`` embeddings (e.g. a trainer's cache) into a batch."""
+        batch = BatchFeature({"input_values": [np.asarray(e, np.float32) for e in embeddings]})
+        return self.pad(
+            batch, padding=padding, max_length=max_length, truncation=truncation,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=(
+                self.return_attention_mask if return_attention_mask is None
+                else return_attention_mask
+            ),
+            return_tensors=return_tensors,
+        )
+
+
+def register() -> None:
+    """Make the Auto classes (and so ``pipeline()``) know the compact model. Idempotent."""
+    AutoConfig.register(MODEL_TYPE, CompactConfig, exist_ok=True)
+    AutoModelForAudioClassification.register(
+        CompactConfig, CompactForAudioClassification, exist_ok=True
+    )
+    AutoFeatureExtractor.register(CompactConfig, CompactFeatureExtractor, exist_ok=True)
+
+
+register()

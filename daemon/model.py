@@ -1,0 +1,217 @@
+"""Model backends for the daemon: a saved model dir -> :class:`daemon.backend.ModelBackend`.
+
+Two implementations, chosen from the dir's ``config.json``:
+
+- :class:`CompactBackend` for ``intentd-compact`` models: the utterance scorer computes
+  speech embeddings incrementally while audio arrives, so the verdict at the end of an
+  utterance only runs the small head.
+- :class:`HFBackend` for any other ``AutoModelForAudioClassification`` dir (wav2vec2, HuBERT,
+  AST...): its feature extractor + model; the utterance scorer runs the model once over the
+  whole utterance when asked for the result.
+
+Both return probabilities in label-id order (``config.id2label``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from daemon import embedding
+from daemon.compact import MODEL_TYPE, CompactForAudioClassification
+from daemon.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_EXPECTED = (
+    "expected a model directory saved by `intentd-train fit` (or save_pretrained) with "
+    "config.json, model weights and preprocessor_config.json"
+)
+HF_WINDOW_BATCH = 16  # bounds activation memory of large HF models
+
+
+def _softmax(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float32)
+
+
+def _labels(config: Any, path: Path) -> tuple[str, ...]:
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    n = config.num_labels
+    if sorted(id2label) != list(range(n)):
+        raise DataError(
+            f"{path / 'config.json'}: id2label must name every class id 0..{n - 1}, "
+            f"got ids {sorted(id2label)}; re-save the model with its label map"
+        )
+    return tuple(id2label[i] for i in range(n))
+
+
+class CompactUtteranceScorer:
+    """Streams embeddings during ``push``; ``result`` only runs the head."""
+
+    def __init__(self, backend: CompactBackend) -> None:
+        self._backend = backend
+        self._embedder = embedding.StreamingEmbedder(threads=backend.threads)
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        new = self._embedder.push(samples)
+        if new.shape[0]:
+            self._chunks.append(new)
+
+    def result(self) -> np.ndarray:
+        if self._embedder.n_samples == 0:
+            raise ValueError("result() called before any audio was pushed")
+        embs = np.concatenate(self._chunks) if self._chunks else self._embedder.finish()
+        return self._backend.classify_embeddings([embs])[0]
+
+
+class CompactBackend:
+    """Frozen ONNX speech embeddings + the trained compact head (torch)."""
+
+    def __init__(self, model: CompactForAudioClassification, name: str, labels: tuple[str, ...],
+                 threads: int) -> None:
+        self.model = model.eval()
+        self.name = name
+        self.labels = labels
+        self.sample_rate_hz = embedding.SAMPLE_RATE_HZ
+        self.threads = threads
+
+    def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
+        """``[T_i, 96]`` sequences -> probabilities ``[n, n_labels]``."""
+        t_max = max(e.shape[0] for e in embeddings)
+        x = np.zeros((len(embeddings), t_max, embedding.EMBEDDING_DIM), dtype=np.float32)
+        mask = np.zeros((len(embeddings), t_max), dtype=np.int64)
+        for i, e in enumerate(embeddings):
+            x[i, : e.shape[0]] = e
+            mask[i, : e.shape[0]] = 1
+        with torch.inference_mode():
+            out = self.model(
+                input_values=torch.from_numpy(x), attention_mask=torch.from_numpy(mask)
+            )
+        return _softmax(out.logits)
+
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.classify_embeddings(embedding.embed_many(list(w), threads=self.threads))
+
+    def utterance_scorer(self) -> CompactUtteranceScorer:
+        return CompactUtteranceScorer(self)
+
+
+class HFUtteranceScorer:
+    """Collects the utterance; ``result`` runs the model once on all of it."""
+
+    def __init__(self, backend: HFBackend) -> None:
+        self._backend = backend
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        self._chunks.append(np.asarray(samples, dtype=np.float32).copy())
+
+    def result(self) -> np.ndarray:
+        if not self._chunks:
+            raise ValueError("result() called before any audio was pushed")
+        return self._backend.classify_batch([np.concatenate(self._chunks)])[0]
+
+
+class HFBackend:
+    """Any transformers audio-classification model with its feature extractor."""
+
+    def __init__(self, model: Any, feature_extractor: Any, name: str, labels: tuple[str, ...]
+                 ) -> None:
+        self.model = model.eval()
+        self.feature_extractor = feature_extractor
+        self.name = name
+        self.labels = labels
+        self.sample_rate_hz = int(feature_extractor.sampling_rate)
+
+    def classify_batch(self, audios: list[np.ndarray]) -> np.ndarray:
+        inputs = self.feature_extractor(
+            audios, sampling_rate=self.sample_rate_hz, return_tensors="pt", padding=True
+        )
+        with torch.inference_mode():
+            out = self.model(**inputs)
+        return _softmax(out.logits)
+
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        parts = [
+            self.classify_batch(list(w[s : s + HF_WINDOW_BATCH]))
+            for s in range(0, w.shape[0], HF_WINDOW_BATCH)
+        ]
+        return np.concatenate(parts)
+
+    def utterance_scorer(self) -> HFUtteranceScorer:
+        return HFUtteranceScorer(self)
+
+
+def _read_model_type(path: Path) -> str:
+    if not path.exists():
+        raise DataError(f"model dir {path} does not exist; {_EXPECTED}")
+    if not path.is_dir():
+        raise DataError(f"model path {path} is not a directory; {_EXPECTED}")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise DataError(f"{path} has no config.json, so it is not a model; {_EXPECTED}")
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{cfg}: cannot read it as JSON ({err}); {_EXPECTED}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise DataError(f"{cfg}: no \"model_type\" key; {_EXPECTED}")
+    return data["model_type"]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_backend(model_dir: str | Path, threads: int = 1) -> CompactBackend | HFBackend:
+    """Load a saved model dir for inference with ``threads`` intra-op CPU threads.
+
+    Raises DataError (one line naming the path) when the dir is missing or not a model.
+    """
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    path = Path(model_dir).expanduser()
+    model_type = _read_model_type(path)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    name = path.resolve().name
+    try:
+        if model_type == MODEL_TYPE:
+            model = CompactForAudioClassification.from_pretrained(path, local_files_only=True)
+            labels = _labels(model.config, path)
+            backend: CompactBackend | HFBackend = CompactBackend(model, name, labels, threads)
+        else:
+            if not (path / "preprocessor_config.json").is_file():
+                raise DataError(
+                    f"{path} has no preprocessor_config.json (the feature extractor); {_EXPECTED}"
+                )
+            extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+            model = AutoModelForAudioClassification.from_pretrained(path, local_files_only=True)
+            labels = _labels(model.config, path)
+            backend = HFBackend(model, extractor, name, labels)
+    except DataError:
+        raise
+    except Exception as err:  # corrupt weights raise anything from OSError to SafetensorError
+        raise DataError(
+            f"{path}: cannot load it as an audio-classification model ({_first_line(err)}); "
+            f"{_EXPECTED}"
+        ) from err
+    logger.info(
+        "loaded %s model %s: %d labels, %d Hz, %d thread(s)",
+        model_type, path, len(labels), backend.sample_rate_hz, threads,
+    )
+    return backend

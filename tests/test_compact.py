@@ -1,0 +1,168 @@
+"""Compact model: config, feature extractor padding, forward/augment, save/load, pipeline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    pipeline,
+)
+
+import daemon  # noqa: F401  (registration side effect under test)
+from daemon import embedding
+from daemon.compact import (
+    CompactConfig,
+    CompactFeatureExtractor,
+    CompactForAudioClassification,
+    register,
+)
+
+SR = 16000
+LABELS = ("check_balance", "transfer_money", "cancel")
+
+
+def _tone(n: int, freq: float = 300.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _model(seed: int = 0) -> CompactForAudioClassification:
+    torch.manual_seed(seed)
+    return CompactForAudioClassification(CompactConfig(id2label=dict(enumerate(LABELS))))
+
+
+@pytest.fixture(scope="module")
+def saved_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("compact")
+    _model().save_pretrained(d)
+    CompactFeatureExtractor().save_pretrained(d)
+    return d
+
+
+def test_config_defaults_and_label_maps() -> None:
+    cfg = CompactConfig(id2label=dict(enumerate(LABELS)))
+    assert cfg.model_type == "intentd-compact"
+    assert cfg.input_view == "utterance"
+    assert cfg.embedding_dim == 96
+    assert cfg.num_labels == 3
+    assert cfg.label2id == {"check_balance": 0, "transfer_money": 1, "cancel": 2}
+    with pytest.raises(ValueError, match="odd"):
+        CompactConfig(conv_kernel_size=4)
+
+
+def test_param_count_is_small() -> None:
+    n = sum(p.numel() for p in _model().parameters())
+    assert 50_000 <= n <= 200_000
+
+
+def test_feature_extractor_pads_and_masks() -> None:
+    fe = CompactFeatureExtractor()
+    clips = [_tone(16000), _tone(5000), _tone(30000)]
+    out = fe(clips, sampling_rate=SR, return_tensors="np")
+    lengths = [embedding.n_embeddings(c.size) for c in clips]  # [3, 1, 14]
+    assert lengths == [3, 1, 14]
+    assert out["input_values"].shape == (3, 14, 96)
+    np.testing.assert_array_equal(out["attention_mask"].sum(axis=1), lengths)
+    np.testing.assert_array_equal(out["attention_mask"][1], [1] + [0] * 13)
+    assert not out["input_values"][1, 1:].any()  # padding_value 0
+    np.testing.assert_allclose(out["input_values"][0, :3], embedding.embed(clips[0]))
+
+
+def test_feature_extractor_input_forms() -> None:
+    fe = CompactFeatureExtractor()
+    x = _tone(16000)
+    single = fe(x, sampling_rate=SR, return_tensors="pt")
+    assert single["input_values"].shape == (1, 3, 96)
+    as_list = fe(x.tolist(), sampling_rate=SR, return_tensors="pt")
+    torch.testing.assert_close(single["input_values"], as_list["input_values"])
+    batch2d = fe(np.stack([x, x]), sampling_rate=SR, return_tensors="pt")
+    assert batch2d["input_values"].shape == (2, 3, 96)
+
+
+def test_feature_extractor_rejects_wrong_rate() -> None:
+    with pytest.raises(ValueError, match="8000 Hz but this model needs 16000 Hz"):
+        CompactFeatureExtractor()(_tone(8000), sampling_rate=8000)
+
+
+def test_forward_masking_ignores_padding() -> None:
+    model = _model().eval()
+    fe = CompactFeatureExtractor()
+    short, long = _tone(16000, 250), _tone(40000, 500)
+    alone = fe(short, sampling_rate=SR, return_tensors="pt")
+    batch = fe([short, long], sampling_rate=SR, return_tensors="pt")
+    with torch.inference_mode():
+        a = model(**alone).logits
+        b = model(**batch).logits
+    assert b.shape == (2, 3)
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=1e-5)
+
+
+def test_training_forward_has_loss_and_augments() -> None:
+    model = _model()
+    x = torch.randn(4, 12, 96) * 10
+    mask = torch.ones(4, 12, dtype=torch.long)
+    mask[2, 5:] = 0
+    labels = torch.tensor([0, 1, 2, 0])
+    model.train()
+    out = model(input_values=x, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (4, 3)
+    assert out.loss.ndim == 0 and out.loss.item() > 0
+    out.loss.backward()
+    assert model.classifier.weight.grad is not None
+    # Augmentation and dropout make training forwards random; eval is deterministic.
+    torch.manual_seed(1)
+    r1 = model(input_values=x, attention_mask=mask).logits
+    torch.manual_seed(2)
+    r2 = model(input_values=x, attention_mask=mask).logits
+    assert not torch.allclose(r1, r2)
+    model.eval()
+    with torch.inference_mode():
+        e1 = model(input_values=x, attention_mask=mask).logits
+        e2 = model(input_values=x, attention_mask=mask).logits
+    torch.testing.assert_close(e1, e2)
+    with pytest.raises(ValueError, match=r"\[batch, frames, 96\]"):
+        model(input_values=torch.zeros(2, 16000))
+
+
+def test_register_is_idempotent() -> None:
+    register()
+    register()
+    assert AutoConfig.for_model("intentd-compact").__class__ is CompactConfig
+
+
+def test_save_and_auto_load_round_trip(saved_dir: Path) -> None:
+    loaded = AutoModelForAudioClassification.from_pretrained(saved_dir)
+    assert isinstance(loaded, CompactForAudioClassification)
+    assert loaded.config.id2label == dict(enumerate(LABELS))
+    assert isinstance(AutoFeatureExtractor.from_pretrained(saved_dir), CompactFeatureExtractor)
+    original = _model().eval()
+    x = torch.randn(2, 5, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            loaded.eval()(input_values=x).logits, original(input_values=x).logits
+        )
+
+
+def test_pipeline_on_array_and_wav(saved_dir: Path, tmp_path: Path) -> None:
+    clf = pipeline("audio-classification", model=str(saved_dir))
+    result = clf(_tone(20000))
+    assert len(result) == 3
+    assert {r["label"] for r in result} == set(LABELS)
+    assert abs(sum(r["score"] for r in result) - 1.0) < 1e-4
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("transformers decodes audio file paths with ffmpeg, which is not installed")
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, _tone(20000), SR, subtype="PCM_16")
+    from_file = clf(str(wav))
+    assert {r["label"] for r in from_file} == set(LABELS)
+    # Same audio (up to 16-bit quantisation) -> same ranking.
+    assert [r["label"] for r in from_file] == [r["label"] for r in result]

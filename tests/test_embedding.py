@@ -1,0 +1,121 @@
+"""Speech-embedding front-end: shapes, padding, determinism, streaming == offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daemon import embedding as E
+
+SR = 16000
+
+
+def _signal(n: int, seed: int = 0) -> np.ndarray:
+    """Amplitude-modulated tone + noise: speech-like enough to give varied embeddings."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    return (tone + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def test_counts_match_receptive_field() -> None:
+    assert E.RECEPTIVE_FIELD_SAMPLES == 12512
+    assert E.n_frames(511) == 0
+    assert E.n_frames(512) == 1
+    assert E.n_frames(16000) == 97
+    assert E.n_embeddings(0) == 0
+    assert E.n_embeddings(1) == 1
+    assert E.n_embeddings(12512 + 1279) == 1
+    assert E.n_embeddings(12512 + 1280) == 2
+    assert E.n_embeddings(48000) == 28
+
+
+@pytest.mark.parametrize("n", [100, 12511, 12512, 13792, 16000, 48000])
+def test_embed_shape_dtype(n: int) -> None:
+    e = E.embed(_signal(n))
+    assert e.shape == (E.n_embeddings(n), 96)
+    assert e.dtype == np.float32
+    assert np.isfinite(e).all()
+
+
+def test_embed_deterministic_and_content_dependent() -> None:
+    a = E.embed(_signal(32000, seed=1))
+    b = E.embed(_signal(32000, seed=1))
+    c = E.embed(np.zeros(32000, dtype=np.float32))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1.0
+
+
+def test_short_clip_is_right_padded_with_zeros() -> None:
+    x = _signal(5000)
+    padded = np.concatenate([x, np.zeros(E.RECEPTIVE_FIELD_SAMPLES - x.size, np.float32)])
+    np.testing.assert_array_equal(E.embed(x), E.embed(padded))
+
+
+def test_digital_silence_is_floored() -> None:
+    mel = E.melspectrogram(np.zeros(2000, dtype=np.float32))
+    assert mel.shape == (E.n_frames(2000), 32)
+    np.testing.assert_allclose(mel, E.MEL_FLOOR_DB / 10 + 2)
+
+
+def test_embed_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        E.embed(np.zeros(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="mono 1-D"):
+        E.embed(np.zeros((100, 2), dtype=np.float32))
+
+
+def test_embed_many_equals_embed() -> None:
+    clips = [_signal(n, seed=n) for n in (40000, 3000, 20000, 12512)]
+    many = E.embed_many(clips)
+    assert [m.shape[0] for m in many] == [E.n_embeddings(c.size) for c in clips]
+    for clip, m in zip(clips, many, strict=True):
+        np.testing.assert_array_equal(m, E.embed(clip))
+    assert E.embed_many([]) == []
+
+
+def test_embed_many_flushes_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    clips = [_signal(n, seed=n) for n in (30000, 3000, 20000, 14000, 5000)]
+    expected = E.embed_many(clips)
+    monkeypatch.setattr(E, "EMBED_MANY_FLUSH_WINDOWS", 4)
+    chunked = E.embed_many(clips)
+    assert len(chunked) == len(clips)
+    for c, e in zip(chunked, expected, strict=True):
+        np.testing.assert_array_equal(c, e)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_equals_offline(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = _signal(40000 + 317 * seed, seed=seed)
+    offline = E.embed(x)
+    streamer = E.StreamingEmbedder()
+    outs, i = [], 0
+    while i < x.size:
+        n = int(rng.integers(1, 4000))
+        outs.append(streamer.push(x[i : i + n]))
+        i += n
+    outs.append(streamer.finish())
+    streamed = np.concatenate(outs)
+    assert streamed.shape == offline.shape
+    assert streamer.n_embeddings == offline.shape[0]
+    # The mel model rounds differently over different chunk lengths (~1e-5 on values ~10).
+    np.testing.assert_allclose(streamed, offline, rtol=0, atol=1e-3)
+
+
+def test_streaming_emits_as_soon_as_receptive_field_is_complete() -> None:
+    x = _signal(E.RECEPTIVE_FIELD_SAMPLES + E.EMBEDDING_HOP_SAMPLES)
+    s = E.StreamingEmbedder()
+    assert s.push(x[: E.RECEPTIVE_FIELD_SAMPLES - 1]).shape == (0, 96)
+    assert s.push(x[E.RECEPTIVE_FIELD_SAMPLES - 1 : E.RECEPTIVE_FIELD_SAMPLES]).shape == (1, 96)
+    assert s.push(x[E.RECEPTIVE_FIELD_SAMPLES :]).shape == (1, 96)
+    assert s.finish().shape == (0, 96)
+
+
+def test_streaming_short_clip_finish_matches_embed() -> None:
+    x = _signal(7000)
+    s = E.StreamingEmbedder()
+    assert s.push(x[:3000]).shape == (0, 96)
+    assert s.push(x[3000:]).shape == (0, 96)
+    np.testing.assert_array_equal(s.finish(), E.embed(x))
+    assert E.StreamingEmbedder().finish().shape == (0, 96)

@@ -1,0 +1,276 @@
+"""VAD state machine (exact frame indices) and the audio Segmenter (boundaries, audio invariant)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daemon.config import VadConfig
+from daemon.vad import (
+    Discarded,
+    Segmenter,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+    VadEvent,
+    VadStateMachine,
+)
+
+# 10 ms frames: trigger ring 5 frames (need 3 voiced), pad 2, hangover 4, min speech 3.
+SMALL = VadConfig(
+    aggressiveness=2,
+    frame_ms=10,
+    speech_pad_ms=20,
+    trigger_ratio=0.6,
+    trigger_window_ms=50,
+    min_silence_ms=40,
+    min_speech_ms=30,
+    max_utterance_s=1.0,
+)
+
+
+def run(flags: str, cfg: VadConfig = SMALL, flush: bool = True) -> list[tuple]:
+    """Feed '1'/'0' flags; return (frame_fed, kind, index, frame, reason) per event."""
+    sm = VadStateMachine(cfg)
+    out = []
+    for i, ch in enumerate(flags.replace(" ", "")):
+        out += [(i, e.kind, e.index, e.frame, e.reason) for e in sm.step(ch == "1")]
+    if flush:
+        out += [("eof", e.kind, e.index, e.frame, e.reason) for e in sm.flush()]
+    return out
+
+
+def test_frame_counts_from_defaults():
+    sm = VadStateMachine(VadConfig())
+    assert (sm.window_frames, sm.need_voiced, sm.pad_frames) == (10, 6, 10)
+    assert (sm.silence_frames, sm.min_speech_frames, sm.max_frames) == (44, 9, 500)
+
+
+def test_trigger_with_preroll_and_silence_end():
+    assert run("0000000 111 0000000000") == [
+        (9, "start", 0, 5, ""),  # first voiced 7 - pad 2
+        (13, "end", 0, 12, "silence"),  # last voiced 9 + 1 + pad 2
+    ]
+
+
+def test_trigger_ratio_not_reached():
+    assert run("10100 10010 00000") == []
+
+
+def test_trigger_ratio_reached_with_gaps_and_preroll_clipped_at_zero():
+    assert run("10101 0000") == [(4, "start", 0, 0, ""), (8, "end", 0, 7, "silence")]
+
+
+def test_pause_shorter_than_min_silence_stays_inside():
+    assert run("111 000 111 0000") == [(2, "start", 0, 0, ""), (12, "end", 0, 11, "silence")]
+
+
+def test_pause_as_long_as_min_silence_splits_and_preroll_stops_at_previous_end():
+    assert run("111 0000 111 0000") == [
+        (2, "start", 0, 0, ""),
+        (6, "end", 0, 5, "silence"),
+        (9, "start", 1, 5, ""),  # 7 - 2 = 5 = previous end
+        (13, "end", 1, 12, "silence"),
+    ]
+
+
+def test_preroll_not_before_previous_end():
+    assert run("111 0000 0 111 0000") == [
+        (2, "start", 0, 0, ""),
+        (6, "end", 0, 5, "silence"),
+        (10, "start", 1, 6, ""),
+        (14, "end", 1, 13, "silence"),
+    ]
+
+
+def test_postroll_capped_where_hangover_ended():
+    cfg = VadConfig(**{**SMALL.__dict__, "speech_pad_ms": 60})
+    assert run("111 0000", cfg) == [(2, "start", 0, 0, ""), (6, "end", 0, 7, "silence")]
+
+
+def test_isolated_voiced_frame_resets_hangover():
+    assert run("111 000 1 0000") == [(2, "start", 0, 0, ""), (10, "end", 0, 9, "silence")]
+
+
+def test_short_burst_is_discarded():
+    cfg = VadConfig(**{**SMALL.__dict__, "min_speech_ms": 40})
+    # voiced span 1..3 = 3 frames < 4
+    assert run("0111 0000", cfg) == [(3, "start", 0, 0, ""), (7, "discard", 0, 6, "too_short")]
+    # a 4-frame span is kept
+    assert run("01111 0000", cfg) == [(3, "start", 0, 0, ""), (8, "end", 0, 7, "silence")]
+
+
+def test_min_speech_counts_span_including_pauses():
+    cfg = VadConfig(**{**SMALL.__dict__, "min_speech_ms": 60})
+    # voiced frames 0,1,2 and 5: span 0..5 = 6 frames although only 4 are voiced
+    assert run("111 00 1 0000", cfg) == [(2, "start", 0, 0, ""), (9, "end", 0, 8, "silence")]
+
+
+def test_max_length_split_continues_immediately():
+    cfg = VadConfig(**{**SMALL.__dict__, "max_utterance_s": 0.2})  # 20 frames
+    assert run("1" * 30 + "0000", cfg) == [
+        (2, "start", 0, 0, ""),
+        (19, "end", 0, 20, "max_length"),
+        (19, "start", 1, 20, ""),
+        (33, "end", 1, 32, "silence"),
+    ]
+
+
+def test_max_length_split_in_a_pause_goes_idle():
+    cfg = VadConfig(**{**SMALL.__dict__, "max_utterance_s": 0.2})
+    flags = "1" * 18 + "00" + "0000"
+    assert run(flags, cfg) == [(2, "start", 0, 0, ""), (19, "end", 0, 20, "max_length")]
+
+
+def test_eof_flush_ends_open_utterance_with_postroll_capped_at_stream_end():
+    assert run("00111") == [(4, "start", 0, 0, ""), ("eof", "end", 0, 5, "eof")]
+    assert run("00111 0 00") == [(4, "start", 0, 0, ""), ("eof", "end", 0, 7, "eof")]
+
+
+def test_eof_when_idle_emits_nothing():
+    assert run("0011 000000") == []
+    sm = VadStateMachine(SMALL)
+    assert sm.flush() == []
+
+
+def test_eof_discards_short_open_utterance():
+    cfg = VadConfig(**{**SMALL.__dict__, "min_speech_ms": 50})
+    assert run("111", cfg) == [(2, "start", 0, 0, ""), ("eof", "discard", 0, 3, "too_short")]
+
+
+def test_end_event_carries_voiced_span():
+    sm = VadStateMachine(SMALL)
+    events = [e for f in "0000 111 00 1 0000" if f != " " for e in sm.step(f == "1")]
+    assert events == [VadEvent("start", 0, 2), VadEvent("end", 0, 12, "silence", 4, 10)]
+
+
+def test_event_type():
+    assert VadStateMachine(SMALL).step(True) == []
+    assert VadEvent("start", 0, 3) == VadEvent("start", 0, 3, "")
+
+
+# --------------------------------------------------------------------------- Segmenter
+
+SR = 16000
+F30 = 480
+
+
+def feed(seg: Segmenter, audio: np.ndarray, rng: np.random.Generator | None) -> list:
+    events, i = [], 0
+    while i < audio.size:
+        n = int(rng.integers(1, 2000)) if rng is not None else audio.size
+        events += seg.process(audio[i : i + n])
+        i += n
+    return events + seg.flush()
+
+
+def check_audio_invariant(events: list, audio: np.ndarray) -> list[tuple[int, int, str]]:
+    """Each kept utterance's audio equals audio[start:end]; returns (start, end, reason)."""
+    utts: dict[int, dict] = {}
+    kept = []
+    for ev in events:
+        if isinstance(ev, UtteranceStart):
+            assert ev.index not in utts
+            utts[ev.index] = {"start": ev.start_sample, "pieces": [], "next": ev.start_sample}
+        elif isinstance(ev, UtteranceAudio):
+            u = utts[ev.index]
+            assert ev.start_sample == u["next"], "audio pieces must be contiguous"
+            u["pieces"].append(ev.samples)
+            u["next"] += ev.samples.size
+        elif isinstance(ev, UtteranceEnd):
+            u = utts[ev.index]
+            got = np.concatenate(u["pieces"]) if u["pieces"] else np.zeros(0, np.float32)
+            np.testing.assert_array_equal(got, audio[u["start"] : ev.end_sample])
+            kept.append((u["start"], ev.end_sample, ev.reason))
+            assert u["start"] <= ev.voiced_start_sample < ev.voiced_end_sample <= ev.end_sample
+        else:
+            assert isinstance(ev, Discarded) and ev.index in utts
+    return kept
+
+
+def amplitude_vad(pcm: bytes) -> bool:
+    return bool(np.abs(np.frombuffer(pcm, "<i2")).max() > 1000)
+
+
+def test_segmenter_matches_state_machine_exactly_for_random_blocks():
+    rng = np.random.default_rng(1)
+    cfg = VadConfig(min_silence_ms=300)
+    layout = [(0, 40), (1, 50), (0, 5), (1, 20), (0, 20), (1, 7), (0, 30), (1, 600), (0, 7)]
+    audio = np.concatenate(
+        [(0.5 if v else 0.0) * np.ones(n * F30, np.float32) for v, n in layout]
+        + [np.full(123, 0.5, np.float32)]  # partial frame at the end: not classified
+    )
+    audio *= np.where(np.arange(audio.size) % 2, 1, -1).astype(np.float32)
+    flags = [amplitude_vad((audio[k * F30 : (k + 1) * F30] * 32767).astype("<i2").tobytes())
+             for k in range(audio.size // F30)]
+    sm, expected = VadStateMachine(cfg), []
+    for f in flags:
+        expected += sm.step(f)
+    expected += sm.flush()
+    want = [(a.frame * F30, b.frame * F30, b.reason)
+            for a, b in zip(expected[::2], expected[1::2], strict=True) if b.kind == "end"]
+    for seed_rng in (None, rng, np.random.default_rng(7)):
+        seg = Segmenter(cfg, SR, is_speech=amplitude_vad)
+        events = feed(seg, audio, seed_rng)
+        assert check_audio_invariant(events, audio) == want
+    n_discard = sum(1 for e in expected if e.kind == "discard")
+    assert n_discard == 1  # the 7-frame burst: triggers, but shorter than min_speech
+    assert [r for _, _, r in want] == ["silence", "max_length", "eof"]
+
+
+def harmonic(n: int, f0: float = 140.0) -> np.ndarray:
+    t = np.arange(n) / SR
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 20))
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["harmonic", "noise"])
+def test_segmenter_webrtcvad_bursts(kind: str):
+    rng = np.random.default_rng(3)
+    cfg = VadConfig()  # defaults: 30 ms frames, pad 10 frames, hangover 44 frames
+
+    def burst(n_frames: int) -> np.ndarray:
+        if kind == "noise":
+            return (rng.standard_normal(n_frames * F30) * 0.1).astype(np.float32)
+        return harmonic(n_frames * F30)
+
+    z = lambda n: np.zeros(n * F30, np.float32)  # noqa: E731
+    # speech 40..90, pause of 30 frames (0.9 s, bridged), speech 120..160, silence
+    # 60 frames (split), speech 220..260, then the stream ends 20 frames later.
+    audio = np.concatenate([z(40), burst(50), z(30), burst(40), z(60), burst(40), z(20)])
+    events = feed(Segmenter(cfg, SR), audio, rng)
+    kept = check_audio_invariant(events, audio)
+    assert len(kept) == 2, kept
+    (s0, e0, r0), (s1, e1, r1) = kept
+    pad = 10 * F30
+    # Start within one frame of (speech start - pad); webrtcvad adds its own ~4-5 frames
+    # of hangover, so the end is at or up to 6 frames after (speech end + pad).
+    assert abs(s0 - (40 * F30 - pad)) <= F30
+    assert 160 * F30 + pad <= e0 <= 166 * F30 + pad and r0 == "silence"
+    assert abs(s1 - (220 * F30 - pad)) <= F30
+    # 20 frames of silence are left at the end: less than the hangover, so "eof"
+    assert 260 * F30 + pad <= e1 <= 266 * F30 + pad and r1 == "eof"
+
+
+def test_segmenter_silence_only_gives_nothing():
+    seg = Segmenter(VadConfig(), SR)
+    assert seg.process(np.zeros(SR * 3, np.float32)) == []
+    assert seg.flush() == []
+
+
+def test_segmenter_sends_audio_during_speech():
+    seg = Segmenter(VadConfig(), SR, is_speech=amplitude_vad)
+    events = seg.process(np.zeros(20 * F30, np.float32))
+    events += seg.process(np.full(30 * F30, 0.5, np.float32))
+    assert isinstance(events[0], UtteranceStart) and events[0].start_sample == 10 * F30
+    audio = [e for e in events if isinstance(e, UtteranceAudio)]
+    # everything up to the last processed (voiced) frame is already out
+    assert sum(a.samples.size for a in audio) == 40 * F30
+    # a pause: only the post-roll pad (10 frames) is sent, the rest is held back
+    events = seg.process(np.zeros(20 * F30, np.float32))
+    assert sum(e.samples.size for e in events if isinstance(e, UtteranceAudio)) == 10 * F30
+
+
+def test_segmenter_rejects_unsupported_rate():
+    with pytest.raises(ValueError, match="22050"):
+        Segmenter(VadConfig(), 22050)
