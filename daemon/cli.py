@@ -1,0 +1,185 @@
+"""``intentd``: the daemon's command line.
+
+stdout carries only event JSON lines. To make that hold even when a library prints, the
+original stdout descriptor is kept for the stdout sink and descriptor 1 is pointed at
+stderr before anything heavy is imported; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+from daemon import __version__
+from daemon.errors import IntentdError
+
+if TYPE_CHECKING:
+    from daemon.pipeline import Pipeline
+    from daemon.sinks import Sink
+
+log = logging.getLogger("intentd")
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+class _StopBeforeStart(Exception):
+    """SIGINT/SIGTERM arrived while still starting up."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="intentd",
+        description="Offline streaming speech-to-intent daemon: audio in, JSON lines out.",
+    )
+    p.add_argument("--config", metavar="PATH",
+                   help=f"settings file (default: ./{DEFAULT_CONFIG} if it exists, "
+                        "else built-in defaults)")
+    p.add_argument("--model", metavar="DIR", help="model directory (model.path)")
+    p.add_argument("--input", metavar="SRC",
+                   help="mic | mic:DEVICE | FILE (wav/flac/ogg) | - (raw PCM on stdin)")
+    p.add_argument("--input-rate", type=int, metavar="HZ",
+                   help="stdin only: sample rate of the raw PCM")
+    p.add_argument("--input-channels", type=int, metavar="N",
+                   help="stdin only: interleaved channels")
+    p.add_argument("--input-format", choices=("s16le", "mulaw"), help="stdin only: encoding")
+    p.add_argument("--output", action="append", metavar="TARGET",
+                   help="stdout | unix:PATH | tcp:HOST:PORT (repeat for several)")
+    p.add_argument("--list-devices", action="store_true",
+                   help="list audio capture devices and exit")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="files: pace like a live source (default from config: yes)")
+    p.add_argument("--threshold", type=float, metavar="P",
+                   help="below this probability the event is no_match")
+    p.add_argument("--verdict", choices=("utterance", "mean", "max"),
+                   help="how window evidence becomes one verdict")
+    p.add_argument("--log-level", metavar="LEVEL", help="DEBUG | INFO | WARNING | ERROR")
+    p.add_argument("--version", action="version", version=f"intentd {__version__}")
+    return p
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """Dotted config keys for the options given (None = not given)."""
+    return {
+        "model.path": args.model,
+        "input.source": args.input,
+        "input.rate_hz": args.input_rate,
+        "input.channels": args.input_channels,
+        "input.format": args.input_format,
+        "input.realtime": args.realtime,
+        "output.targets": list(args.output) if args.output else None,
+        "model.threshold": args.threshold,
+        "model.verdict": args.verdict,
+        "log_level": args.log_level.upper() if args.log_level else None,
+    }
+
+
+def _event_stdout() -> TextIO:
+    """A private handle on the real stdout; fd 1 then goes to stderr for stray prints."""
+    try:
+        sys.stdout.flush()
+        fd = os.dup(sys.stdout.fileno())
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return sys.stdout  # no real descriptors (embedded use): keep the stream as it is
+    return open(fd, "w", encoding="utf-8", buffering=1, closefd=True)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging("INFO")  # until the config (which validates log_level) is loaded
+    if args.list_devices:
+        from daemon.source import list_devices
+
+        print(list_devices())
+        return 0
+
+    from daemon.config import load_config
+
+    config_path = args.config
+    if config_path is None and Path(DEFAULT_CONFIG).is_file():
+        config_path = DEFAULT_CONFIG
+    cfg = load_config(config_path, overrides_from_args(args))
+    _setup_logging(cfg.log_level)
+    log.info("intentd %s starting (config: %s)", __version__, config_path or "built-in defaults")
+
+    out = _event_stdout()
+    pipeline: Pipeline | None = None
+    stops = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stops
+        stops += 1
+        if pipeline is None:
+            raise _StopBeforeStart  # still loading: nothing heard yet, nothing to finish
+        if stops > 1:
+            os._exit(130 if signum == signal.SIGINT else 143)  # second signal: now
+        pipeline.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    import torch
+
+    # Set before any model work; inter-op threads can only be set once per process.
+    torch.set_num_threads(cfg.model.threads)
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+
+    from daemon.model import load_backend
+    from daemon.pipeline import Pipeline
+    from daemon.sinks import open_sinks
+    from daemon.source import open_source
+
+    backend = load_backend(cfg.model.path, cfg.model.threads)
+    source = open_source(cfg.input)
+    sinks: list[Sink] = []
+    try:
+        sinks = open_sinks(cfg.output.targets, cfg.output, stdout=out)
+        pipeline = Pipeline(cfg, source, backend, sinks)
+        code = pipeline.run()
+    except BaseException:
+        for sink in sinks:
+            sink.close()  # never leave a socket file behind
+        raise
+    out.flush()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Called as a program (``argv`` None) the process ends with ``os._exit``
+    once every event and log line is flushed: interpreter teardown of torch/onnxruntime
+    takes seconds, and a service must be gone within 2 s of SIGTERM. With an explicit
+    ``argv`` (tests, embedding) it returns the exit code instead."""
+    try:
+        code = _run(argv)
+    except IntentdError as exc:
+        print(f"intentd: error: {exc}", file=sys.stderr)
+        code = 2
+    except _StopBeforeStart:
+        log.info("stopped during start-up")
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    if argv is None:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

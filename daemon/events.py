@@ -1,0 +1,130 @@
+"""Typed daemon events and their one JSON-line wire format (schema v1, see DESIGN.md).
+
+Every consumer (stdout, socket clients, later MQTT/Wyoming) receives exactly the line
+:func:`to_json_line` builds, so the schema lives in this module only.
+
+Rounding rules: scores to 4 decimals, ``start_s``/``end_s`` to 3 decimals (1 ms),
+``latency_ms`` to 0.1 ms, ``ts`` is ISO-8601 UTC with milliseconds and a ``Z`` suffix.
+A ``no_match`` event carries ``"intent": null``; its best guess is still ``top[0]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    intent: str
+    score: float
+
+
+@dataclass(frozen=True)
+class IntentEvent:
+    """The verdict for one utterance."""
+
+    type: Literal["intent", "no_match"]
+    intent: str | None  # None exactly when type == "no_match"
+    score: float  # probability of the best label (also for no_match)
+    top: tuple[LabelScore, ...]  # best first, at most top_k entries
+    utterance_id: int
+    stream: str
+    start_s: float  # stream time of the first speech sample
+    end_s: float  # stream time just after the last speech sample
+    windows: int  # windows classified for this utterance
+    latency_ms: float  # end of speech seen by the segmenter -> event emitted
+    ts: float  # Unix time (seconds) at emission
+    model: str
+
+    def __post_init__(self) -> None:
+        if self.type not in ("intent", "no_match"):
+            raise ValueError(f"IntentEvent.type must be 'intent' or 'no_match', got {self.type!r}")
+        if (self.type == "intent") != (self.intent is not None):
+            raise ValueError("IntentEvent.intent must be set for 'intent' and None for 'no_match'")
+
+
+@dataclass(frozen=True)
+class SpeechStartEvent:
+    utterance_id: int
+    stream: str
+    start_s: float
+    ts: float
+
+
+@dataclass(frozen=True)
+class SpeechEndEvent:
+    utterance_id: int
+    stream: str
+    end_s: float
+    ts: float
+
+
+Event = IntentEvent | SpeechStartEvent | SpeechEndEvent
+
+
+def iso_utc_ms(ts: float) -> str:
+    """``2024-05-01T12:00:00.123Z`` for a Unix time, rounded to the nearest millisecond."""
+    ms_total = round(ts * 1000.0)
+    secs, ms = divmod(ms_total, 1000)
+    dt = datetime.fromtimestamp(secs, tz=UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms:03d}Z"
+
+
+def _score(x: float) -> float:
+    return round(float(x), 4)
+
+
+def _secs(x: float) -> float:
+    return round(float(x), 3)
+
+
+def to_dict(event: Event) -> dict[str, object]:
+    """The wire object with keys in schema order."""
+    if isinstance(event, IntentEvent):
+        return {
+            "v": SCHEMA_VERSION,
+            "type": event.type,
+            "intent": event.intent,
+            "score": _score(event.score),
+            "top": [{"intent": t.intent, "score": _score(t.score)} for t in event.top],
+            "utterance_id": int(event.utterance_id),
+            "stream": event.stream,
+            "start_s": _secs(event.start_s),
+            "end_s": _secs(event.end_s),
+            "windows": int(event.windows),
+            "latency_ms": round(float(event.latency_ms), 1),
+            "ts": iso_utc_ms(event.ts),
+            "model": event.model,
+        }
+    if isinstance(event, SpeechStartEvent):
+        return {
+            "v": SCHEMA_VERSION,
+            "type": "speech_start",
+            "utterance_id": int(event.utterance_id),
+            "stream": event.stream,
+            "start_s": _secs(event.start_s),
+            "ts": iso_utc_ms(event.ts),
+        }
+    if isinstance(event, SpeechEndEvent):
+        return {
+            "v": SCHEMA_VERSION,
+            "type": "speech_end",
+            "utterance_id": int(event.utterance_id),
+            "stream": event.stream,
+            "end_s": _secs(event.end_s),
+            "ts": iso_utc_ms(event.ts),
+        }
+    raise TypeError(f"not an intentd event: {type(event).__name__}")
+
+
+def to_json_line(event: Event) -> str:
+    """One JSON object on one line, without the newline (sinks frame lines).
+
+    Non-ASCII labels stay UTF-8; NaN/inf are refused rather than emitted as invalid JSON.
+    """
+    return json.dumps(to_dict(event), ensure_ascii=False, allow_nan=False)

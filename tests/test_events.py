@@ -1,0 +1,92 @@
+"""The event wire format is a public contract: exact strings, not just 'valid JSON'."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from daemon.events import (
+    IntentEvent,
+    LabelScore,
+    SpeechEndEvent,
+    SpeechStartEvent,
+    iso_utc_ms,
+    to_json_line,
+)
+
+TS = datetime(2024, 5, 1, 12, 0, 3, 456789, tzinfo=UTC).timestamp()
+
+
+def _intent(**kw: object) -> IntentEvent:
+    base: dict[str, object] = dict(
+        type="intent", intent="check_balance", score=0.912345678,
+        top=(LabelScore("check_balance", 0.912345678), LabelScore("transfer", 0.05),
+             LabelScore("stop", 0.03765432)),
+        utterance_id=3, stream="default", start_s=12.34567, end_s=14.0004, windows=4,
+        latency_ms=87.6543, ts=TS, model="banking")
+    base.update(kw)
+    return IntentEvent(**base)  # type: ignore[arg-type]
+
+
+def test_intent_event_exact_line() -> None:
+    assert to_json_line(_intent()) == (
+        '{"v": 1, "type": "intent", "intent": "check_balance", "score": 0.9123, '
+        '"top": [{"intent": "check_balance", "score": 0.9123}, '
+        '{"intent": "transfer", "score": 0.05}, {"intent": "stop", "score": 0.0377}], '
+        '"utterance_id": 3, "stream": "default", "start_s": 12.346, "end_s": 14.0, '
+        '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
+        '"model": "banking"}'
+    )
+
+
+def test_no_match_event_exact_line() -> None:
+    ev = _intent(type="no_match", intent=None, score=0.41,
+                 top=(LabelScore("transfer", 0.41), LabelScore("stop", 0.4)), windows=1,
+                 latency_ms=5, utterance_id=0, start_s=0.0, end_s=0.5)
+    assert to_json_line(ev) == (
+        '{"v": 1, "type": "no_match", "intent": null, "score": 0.41, '
+        '"top": [{"intent": "transfer", "score": 0.41}, {"intent": "stop", "score": 0.4}], '
+        '"utterance_id": 0, "stream": "default", "start_s": 0.0, "end_s": 0.5, '
+        '"windows": 1, "latency_ms": 5.0, "ts": "2024-05-01T12:00:03.457Z", '
+        '"model": "banking"}'
+    )
+
+
+def test_speech_events_exact_lines() -> None:
+    assert to_json_line(SpeechStartEvent(7, "kitchen", 1.23456, TS)) == (
+        '{"v": 1, "type": "speech_start", "utterance_id": 7, "stream": "kitchen", '
+        '"start_s": 1.235, "ts": "2024-05-01T12:00:03.457Z"}'
+    )
+    assert to_json_line(SpeechEndEvent(7, "kitchen", 2.0, TS)) == (
+        '{"v": 1, "type": "speech_end", "utterance_id": 7, "stream": "kitchen", '
+        '"end_s": 2.0, "ts": "2024-05-01T12:00:03.457Z"}'
+    )
+
+
+def test_line_is_single_line_utf8_json() -> None:
+    line = to_json_line(_intent(intent="café\nbar", top=(LabelScore("café\nbar", 0.9),)))
+    assert "\n" not in line
+    assert "café" in line
+    assert json.loads(line)["intent"] == "café\nbar"
+
+
+def test_iso_timestamp_rounding_never_gives_1000_ms() -> None:
+    assert iso_utc_ms(0.0) == "1970-01-01T00:00:00.000Z"
+    assert iso_utc_ms(59.9996) == "1970-01-01T00:01:00.000Z"
+    assert iso_utc_ms(1.0004) == "1970-01-01T00:00:01.000Z"
+
+
+def test_intent_and_type_must_agree() -> None:
+    with pytest.raises(ValueError):
+        _intent(type="no_match")
+    with pytest.raises(ValueError):
+        _intent(intent=None)
+    with pytest.raises(ValueError):
+        _intent(type="maybe")
+
+
+def test_nan_score_is_refused() -> None:
+    with pytest.raises(ValueError):
+        to_json_line(_intent(score=float("nan")))

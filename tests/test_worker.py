@@ -1,0 +1,208 @@
+"""Worker verdict rules with a fake backend: exact probabilities, events and ordering."""
+
+from __future__ import annotations
+
+import json
+import queue
+from typing import Any
+
+import numpy as np
+import pytest
+
+from daemon.events import SpeechStartEvent
+from daemon.worker import (
+    STOP,
+    AudioItem,
+    DiscardItem,
+    EndItem,
+    EventItem,
+    WindowItem,
+    Worker,
+    WorkerSettings,
+    combine_windows,
+    top_k,
+)
+
+LABELS = ("alarm", "balance", "cancel")
+# The fake model reads a window's first sample as an index into this table; the values are
+# exact binary fractions so expected verdicts are exact.
+WINDOW_PROBS = np.array([
+    [0.5, 0.25, 0.25],
+    [0.25, 0.625, 0.125],
+    [0.125, 0.125, 0.75],
+])
+TS = 1714564800.0  # 2024-05-01T12:00:00Z
+
+
+class FakeScorer:
+    def __init__(self, log: list[np.ndarray]) -> None:
+        self.log = log
+
+    def push(self, samples: np.ndarray) -> None:
+        self.log.append(np.asarray(samples).copy())
+
+    def result(self) -> np.ndarray:
+        return np.array([0.125, 0.125, 0.75])
+
+
+class FakeBackend:
+    name = "fake"
+    labels = LABELS
+    sample_rate_hz = 16000
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+        self.pushed: list[np.ndarray] = []
+        self.scorers = 0
+
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(windows))
+        return WINDOW_PROBS[windows[:, 0].astype(int)]
+
+    def utterance_scorer(self) -> FakeScorer:
+        self.scorers += 1
+        return FakeScorer(self.pushed)
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def start(self) -> None: ...
+
+    def emit(self, line: str) -> None:
+        self.lines.append(line)
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+def _window(kind: int) -> np.ndarray:
+    w = np.zeros(16000, dtype=np.float32)
+    w[0] = kind
+    return w
+
+
+def _run(items: list[Any], **settings: Any) -> tuple[list[dict[str, Any]], FakeBackend, Worker]:
+    backend = FakeBackend()
+    sink = ListSink()
+    q: queue.Queue[Any] = queue.Queue()
+    for it in [*items, STOP]:
+        q.put(it)
+    worker = Worker(backend, WorkerSettings(**settings), [sink], q, model_name="tiny",
+                    clock=lambda: 100.25, wall_clock=lambda: TS)
+    worker.run()
+    return [json.loads(x) for x in sink.lines], backend, worker
+
+
+def _utterance(uid: int, kinds: list[int], stream: str = "default") -> list[Any]:
+    items: list[Any] = [WindowItem(stream, uid, 8000 * i, _window(k)) for i, k in enumerate(kinds)]
+    items.append(EndItem(stream, uid, 16000, 40000, 100.0, "silence"))
+    return items
+
+
+def test_mean_rule_below_threshold_is_no_match_with_exact_line() -> None:
+    backend = FakeBackend()
+    sink = ListSink()
+    q: queue.Queue[Any] = queue.Queue()
+    for it in [*_utterance(4, [0, 1]), STOP]:
+        q.put(it)
+    Worker(backend, WorkerSettings(verdict="mean", threshold=0.5, top_k=3), [sink], q,
+           model_name="tiny", clock=lambda: 100.25, wall_clock=lambda: TS).run()
+    # mean of the two windows = [0.375, 0.4375, 0.1875]
+    assert sink.lines == [
+        '{"v": 1, "type": "no_match", "intent": null, "score": 0.4375, "top": ['
+        '{"intent": "balance", "score": 0.4375}, {"intent": "alarm", "score": 0.375}, '
+        '{"intent": "cancel", "score": 0.1875}], "utterance_id": 4, "stream": "default", '
+        '"start_s": 1.0, "end_s": 2.5, "windows": 2, "latency_ms": 250.0, '
+        '"ts": "2024-05-01T12:00:00.000Z", "model": "tiny"}'
+    ]
+
+
+def test_mean_rule_above_threshold_is_intent() -> None:
+    events, _, _ = _run(_utterance(0, [0, 1]), verdict="mean", threshold=0.4, top_k=2)
+    assert events[0]["type"] == "intent"
+    assert events[0]["intent"] == "balance"
+    assert events[0]["top"] == [{"intent": "balance", "score": 0.4375},
+                                {"intent": "alarm", "score": 0.375}]
+
+
+def test_max_rule_renormalizes_per_label_maxima() -> None:
+    events, _, _ = _run(_utterance(0, [0, 1]), verdict="max", threshold=0.4)
+    # per-label max [0.5, 0.625, 0.25] / 1.375
+    assert events[0]["intent"] == "balance"
+    assert events[0]["top"] == [{"intent": "balance", "score": 0.4545},
+                                {"intent": "alarm", "score": 0.3636},
+                                {"intent": "cancel", "score": 0.1818}]
+    np.testing.assert_allclose(combine_windows(WINDOW_PROBS[:2], "max"),
+                               np.array([0.5, 0.625, 0.25]) / 1.375)
+
+
+def test_utterance_rule_uses_the_scorer_fed_incrementally() -> None:
+    a = np.full(4000, 0.1, dtype=np.float32)
+    b = np.full(2000, 0.2, dtype=np.float32)
+    items: list[Any] = [
+        AudioItem("default", 0, a), WindowItem("default", 0, 0, _window(0)),
+        AudioItem("default", 0, b), EndItem("default", 0, 0, 6000, 100.0, "silence"),
+    ]
+    events, backend, _ = _run(items, verdict="utterance", threshold=0.5)
+    assert backend.scorers == 1
+    assert [x.size for x in backend.pushed] == [4000, 2000]
+    assert (events[0]["type"], events[0]["intent"], events[0]["score"]) == (
+        "intent", "cancel", 0.75)
+    assert events[0]["windows"] == 1
+
+
+def test_top_k_ordering_and_ties_keep_label_order() -> None:
+    assert top_k(np.array([0.25, 0.5, 0.25]), LABELS, 3) == top_k(
+        np.array([0.25, 0.5, 0.25]), LABELS, 5)
+    ranked = top_k(np.array([0.25, 0.5, 0.25]), LABELS, 3)
+    assert [(t.intent, t.score) for t in ranked] == [
+        ("balance", 0.5), ("alarm", 0.25), ("cancel", 0.25)]
+    assert [t.intent for t in top_k(np.array([0.1, 0.2, 0.7]), LABELS, 1)] == ["cancel"]
+
+
+def test_windows_are_batched_and_streams_are_kept_apart() -> None:
+    items: list[Any] = []
+    # Two streams interleaved, same utterance id: their evidence must not mix.
+    for k_a, k_b in [(0, 2), (0, 2), (0, 2)]:
+        items.append(WindowItem("a", 1, 0, _window(k_a)))
+        items.append(WindowItem("b", 1, 0, _window(k_b)))
+    items.append(EndItem("a", 1, 0, 16000, 100.0, "silence"))
+    items.append(EndItem("b", 1, 0, 16000, 100.0, "silence"))
+    events, backend, worker = _run(items, verdict="mean", threshold=0.5, max_batch_windows=4)
+    assert backend.batch_sizes == [4, 2]
+    assert [(e["stream"], e["intent"], e["windows"]) for e in events] == [
+        ("a", "alarm", 3), ("b", "cancel", 3)]
+    assert worker.stats()["windows_classified"] == 6
+
+
+def test_discarded_utterance_emits_nothing_and_events_keep_order() -> None:
+    items: list[Any] = [
+        EventItem(SpeechStartEvent(0, "default", 0.5, TS)),
+        WindowItem("default", 0, 0, _window(2)),
+        DiscardItem("default", 0),
+        EventItem(SpeechStartEvent(1, "default", 3.0, TS)),
+        *_utterance(1, [2]),
+    ]
+    events, _, worker = _run(items, verdict="mean")
+    assert [(e["type"], e["utterance_id"]) for e in events] == [
+        ("speech_start", 0), ("speech_start", 1), ("intent", 1)]
+    stats = worker.stats()
+    assert stats["events"] == {"intent": 1, "no_match": 0, "speech_start": 2, "speech_end": 0}
+    assert stats["latency_ms_median"] == 250.0
+
+
+def test_bad_backend_shape_is_an_error() -> None:
+    class Broken(FakeBackend):
+        def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+            return np.zeros((len(windows), 2))
+
+    q: queue.Queue[Any] = queue.Queue()
+    q.put(WindowItem("default", 0, 0, _window(0)))
+    with pytest.raises(RuntimeError, match="shape"):
+        Worker(Broken(), WorkerSettings(), [ListSink()], q)._handle([q.get()])
