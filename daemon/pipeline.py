@@ -84,41 +84,11 @@ class _Heartbeat:
         self.t = time.monotonic()
 
 
-class _VoiceLog:
-    """Wraps the VAD decision and remembers each frame's flag, for voiced-span times."""
-
-    def __init__(self, aggressiveness: int, sample_rate_hz: int) -> None:
-        import webrtcvad
-
-        self._vad = webrtcvad.Vad(aggressiveness)
-        self._rate = sample_rate_hz
-        self.flags = bytearray()
-        self.base = 0  # frame index of flags[0]
-
-    def __call__(self, pcm: bytes) -> bool:
-        flag = bool(self._vad.is_speech(pcm, self._rate))
-        self.flags.append(flag)
-        return flag
-
-    def voiced_span(self, start_frame: int, end_frame: int) -> tuple[int, int] | None:
-        """``(first voiced frame, last voiced frame + 1)`` inside ``[start, end)``."""
-        lo, hi = max(start_frame - self.base, 0), max(end_frame - self.base, 0)
-        first = self.flags.find(1, lo, hi)
-        if first < 0:
-            return None
-        return first + self.base, self.flags.rfind(1, lo, hi) + 1 + self.base
-
-    def trim(self, keep_from_frame: int) -> None:
-        cut = keep_from_frame - self.base
-        if cut > 4096:  # trim in chunks: bytearray deletes from the front are O(n)
-            del self.flags[:cut]
-            self.base = keep_from_frame
-
-
 class _Open:
-    def __init__(self, start_sample: int, cutter: WindowCutter) -> None:
+    def __init__(self, start_sample: int, voiced_start: int, cutter: WindowCutter) -> None:
         self.start_sample = start_sample
         self.cutter = cutter
+        self.voiced_end = voiced_start  # end of the last voiced frame seen so far
 
 
 class SegmenterStage:
@@ -137,12 +107,11 @@ class SegmenterStage:
         self.out = out
         self.abort = abort
         self.resampler = StreamResampler(in_rate_hz, rate_hz, in_channels)
-        self.voice = _VoiceLog(cfg.vad.aggressiveness, rate_hz)
-        self.segmenter = Segmenter(cfg.vad, rate_hz, is_speech=self.voice)
+        self.segmenter = Segmenter(cfg.vad, rate_hz)
         self.frame = self.segmenter.frame_samples
-        m = self.segmenter.machine
-        self._keep_frames = m.window_frames + m.pad_frames + 1
+        self._pad = self.segmenter.machine.pad_frames * self.frame
         self._open: dict[int, _Open] = {}
+        self._split_at = -1  # sample where a max_length split continues without pre-roll
         self.heartbeat = _Heartbeat()
         self.counts = {"utterances": 0, "discarded": 0, "max_length_splits": 0,
                        "windows": 0, "samples_in": 0}
@@ -162,8 +131,7 @@ class SegmenterStage:
                 return
             self.counts["samples_in"] += int(block.shape[0])
             self._handle(self.segmenter.process(self.resampler.process(block)))
-            if not self._open:
-                self.voice.trim(self.segmenter.machine.frames_seen - self._keep_frames)
+            self._track_voiced_end()
 
     def _put(self, item: Any) -> None:
         # Blocking hand-over (no data loss), but give up when shutdown is being abandoned.
@@ -174,12 +142,12 @@ class SegmenterStage:
             except queue.Full:
                 continue
 
-    def _voiced(self, start_sample: int, end_sample: int) -> tuple[int, int]:
-        F = self.frame
-        span = self.voice.voiced_span(start_sample // F, -(-end_sample // F))
-        if span is None:
-            return start_sample, end_sample
-        return max(span[0] * F, start_sample), min(span[1] * F, end_sample)
+    def _track_voiced_end(self) -> None:
+        """Remember the open utterance's last voiced sample: a discard does not carry it."""
+        last = self.segmenter.machine.last_voiced
+        if self._open and last is not None:
+            utt = self._open[max(self._open)]  # only the newest one can still be open
+            utt.voiced_end = max(utt.voiced_end, (last + 1) * self.frame)
 
     def _windows(self, utt_id: int, utt: _Open, pairs: list[tuple[int, np.ndarray]]) -> None:
         for start, window in pairs:
@@ -189,11 +157,16 @@ class SegmenterStage:
     def _handle(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, UtteranceStart):
-                self._open[ev.index] = _Open(ev.start_sample, WindowCutter(self.spec))
+                # The trigger's first voiced frame is ``speech_pad_ms`` after the start,
+                # unless the pre-roll was clipped (stream start, previous utterance) or
+                # this continues a max_length split, which has no pre-roll.
+                voiced = ev.start_sample
+                if ev.start_sample != self._split_at:
+                    voiced = min(ev.start_sample + self._pad, self.segmenter.samples_seen)
+                self._open[ev.index] = _Open(ev.start_sample, voiced, WindowCutter(self.spec))
                 if self.speech_events:
-                    start, _ = self._voiced(ev.start_sample, self.segmenter.samples_seen)
                     self._put(EventItem(SpeechStartEvent(
-                        ev.index, self.stream, start / self.rate_hz, time.time())))
+                        ev.index, self.stream, voiced / self.rate_hz, time.time())))
             elif isinstance(ev, UtteranceAudio):
                 utt = self._open[ev.index]
                 self._windows(ev.index, utt, utt.cutter.push(ev.samples))
@@ -203,7 +176,10 @@ class SegmenterStage:
                 seen = time.monotonic()
                 utt = self._open.pop(ev.index)
                 self._windows(ev.index, utt, utt.cutter.finish())
-                start, end = self._voiced(utt.start_sample, ev.end_sample)
+                start, end = utt.start_sample, ev.end_sample
+                if 0 <= ev.voiced_start_sample < ev.voiced_end_sample:
+                    start, end = ev.voiced_start_sample, ev.voiced_end_sample
+                self._split_at = ev.end_sample if ev.reason == "max_length" else -1
                 self.counts["utterances"] += 1
                 self.counts["max_length_splits"] += ev.reason == "max_length"
                 if self.speech_events:
@@ -212,12 +188,12 @@ class SegmenterStage:
                 self._put(EndItem(self.stream, ev.index, start, end, seen, ev.reason))
             elif isinstance(ev, Discarded):
                 utt = self._open.pop(ev.index)
+                self._split_at = -1
                 self.counts["discarded"] += 1
                 self._put(DiscardItem(self.stream, ev.index))
                 if self.speech_events:
-                    _, end = self._voiced(utt.start_sample, self.segmenter.samples_seen)
                     self._put(EventItem(SpeechEndEvent(
-                        ev.index, self.stream, end / self.rate_hz, time.time())))
+                        ev.index, self.stream, utt.voiced_end / self.rate_hz, time.time())))
 
 
 class Pipeline:
