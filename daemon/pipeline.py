@@ -87,8 +87,8 @@ class _Heartbeat:
 class _Open:
     def __init__(self, start_sample: int, voiced_start: int, cutter: WindowCutter) -> None:
         self.start_sample = start_sample
+        self.voiced_start = voiced_start
         self.cutter = cutter
-        self.voiced_end = voiced_start  # end of the last voiced frame seen so far
 
 
 class SegmenterStage:
@@ -109,9 +109,7 @@ class SegmenterStage:
         self.resampler = StreamResampler(in_rate_hz, rate_hz, in_channels)
         self.segmenter = Segmenter(cfg.vad, rate_hz)
         self.frame = self.segmenter.frame_samples
-        self._pad = self.segmenter.machine.pad_frames * self.frame
         self._open: dict[int, _Open] = {}
-        self._split_at = -1  # sample where a max_length split continues without pre-roll
         self.heartbeat = _Heartbeat()
         self.counts = {"utterances": 0, "discarded": 0, "max_length_splits": 0,
                        "windows": 0, "samples_in": 0}
@@ -131,7 +129,6 @@ class SegmenterStage:
                 return
             self.counts["samples_in"] += int(block.shape[0])
             self._handle(self.segmenter.process(self.resampler.process(block)))
-            self._track_voiced_end()
 
     def _put(self, item: Any) -> None:
         # Blocking hand-over (no data loss), but give up when shutdown is being abandoned.
@@ -142,13 +139,6 @@ class SegmenterStage:
             except queue.Full:
                 continue
 
-    def _track_voiced_end(self) -> None:
-        """Remember the open utterance's last voiced sample: a discard does not carry it."""
-        last = self.segmenter.machine.last_voiced
-        if self._open and last is not None:
-            utt = self._open[max(self._open)]  # only the newest one can still be open
-            utt.voiced_end = max(utt.voiced_end, (last + 1) * self.frame)
-
     def _windows(self, utt_id: int, utt: _Open, pairs: list[tuple[int, np.ndarray]]) -> None:
         for start, window in pairs:
             self._put(WindowItem(self.stream, utt_id, utt.start_sample + start, window))
@@ -157,12 +147,7 @@ class SegmenterStage:
     def _handle(self, events: list[Any]) -> None:
         for ev in events:
             if isinstance(ev, UtteranceStart):
-                # The trigger's first voiced frame is ``speech_pad_ms`` after the start,
-                # unless the pre-roll was clipped (stream start, previous utterance) or
-                # this continues a max_length split, which has no pre-roll.
-                voiced = ev.start_sample
-                if ev.start_sample != self._split_at:
-                    voiced = min(ev.start_sample + self._pad, self.segmenter.samples_seen)
+                voiced = ev.voiced_start_sample if ev.voiced_start_sample >= 0 else ev.start_sample
                 self._open[ev.index] = _Open(ev.start_sample, voiced, WindowCutter(self.spec))
                 if self.speech_events:
                     self._put(EventItem(SpeechStartEvent(
@@ -179,7 +164,6 @@ class SegmenterStage:
                 start, end = utt.start_sample, ev.end_sample
                 if 0 <= ev.voiced_start_sample < ev.voiced_end_sample:
                     start, end = ev.voiced_start_sample, ev.voiced_end_sample
-                self._split_at = ev.end_sample if ev.reason == "max_length" else -1
                 self.counts["utterances"] += 1
                 self.counts["max_length_splits"] += ev.reason == "max_length"
                 if self.speech_events:
@@ -188,12 +172,12 @@ class SegmenterStage:
                 self._put(EndItem(self.stream, ev.index, start, end, seen, ev.reason))
             elif isinstance(ev, Discarded):
                 utt = self._open.pop(ev.index)
-                self._split_at = -1
+                end = ev.voiced_end_sample if ev.voiced_end_sample >= 0 else utt.voiced_start
                 self.counts["discarded"] += 1
                 self._put(DiscardItem(self.stream, ev.index))
                 if self.speech_events:
                     self._put(EventItem(SpeechEndEvent(
-                        ev.index, self.stream, utt.voiced_end / self.rate_hz, time.time())))
+                        ev.index, self.stream, end / self.rate_hz, time.time())))
 
 
 class Pipeline:

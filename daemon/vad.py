@@ -71,8 +71,8 @@ class VadEvent:
     index: int  # utterance index, counting every start
     frame: int  # start: first frame; end/discard: exclusive end frame
     reason: str = ""  # end: "silence" | "max_length" | "eof"; discard: "too_short"
-    voiced_start: int = -1  # end: first voiced frame of the utterance
-    voiced_end: int = -1  # end: last voiced frame + 1
+    voiced_start: int = -1  # start/end/discard: first voiced frame of the utterance
+    voiced_end: int = -1  # end/discard: last voiced frame + 1
 
 
 class VadStateMachine:
@@ -117,7 +117,9 @@ class VadStateMachine:
         self._first_voiced = first_voiced
         self._last_voiced = i if first_voiced is not None else None
         self._silence_run = 0
-        return VadEvent("start", self._index, start)
+        # A max_length continuation has no voiced frame yet: its speech starts at the split.
+        return VadEvent("start", self._index, start,
+                        voiced_start=start if first_voiced is None else first_voiced)
 
     def _finish(self, end: int, reason: str) -> VadEvent:
         fv, lv = self._first_voiced, self._last_voiced
@@ -127,7 +129,9 @@ class VadStateMachine:
         self._ring.clear()
         self._first_voiced = self._last_voiced = None
         if span < self.min_speech_frames or span == 0:
-            return VadEvent("discard", self._index, end, "too_short")
+            if fv is None or lv is None:
+                return VadEvent("discard", self._index, end, "too_short")
+            return VadEvent("discard", self._index, end, "too_short", fv, lv + 1)
         assert fv is not None and lv is not None
         return VadEvent("end", self._index, end, reason, fv, lv + 1)
 
@@ -178,6 +182,7 @@ class VadStateMachine:
 class UtteranceStart:
     index: int
     start_sample: int
+    voiced_start_sample: int = -1  # first voiced frame (start_sample + pre-roll, usually)
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,7 @@ class UtteranceEnd:
 @dataclass(frozen=True)
 class Discarded:
     index: int
+    voiced_end_sample: int = -1  # end of its last voiced frame (-1: none was voiced)
 
 
 SegmentEvent = UtteranceStart | UtteranceAudio | UtteranceEnd | Discarded
@@ -253,14 +259,14 @@ class Segmenter:
             if ev.kind == "start":
                 self._index = ev.index
                 self._sent_to = ev.frame * F
-                out.append(UtteranceStart(ev.index, ev.frame * F))
+                out.append(UtteranceStart(ev.index, ev.frame * F, ev.voiced_start * F))
             elif ev.kind == "end":
                 self._audio(ev.frame * F, out)
                 out.append(UtteranceEnd(ev.index, ev.frame * F, ev.reason,
                                         ev.voiced_start * F, ev.voiced_end * F))
                 self._index = None
             else:
-                out.append(Discarded(ev.index))
+                out.append(Discarded(ev.index, ev.voiced_end * F if ev.voiced_end >= 0 else -1))
                 self._index = None
 
     def _deliver(self, out: list[SegmentEvent]) -> None:

@@ -141,7 +141,19 @@ def test_eof_discards_short_open_utterance():
 def test_end_event_carries_voiced_span():
     sm = VadStateMachine(SMALL)
     events = [e for f in "0000 111 00 1 0000" if f != " " for e in sm.step(f == "1")]
-    assert events == [VadEvent("start", 0, 2), VadEvent("end", 0, 12, "silence", 4, 10)]
+    assert events == [VadEvent("start", 0, 2, voiced_start=4),
+                      VadEvent("end", 0, 12, "silence", 4, 10)]
+
+
+def test_discard_and_split_continuation_carry_voiced_frames():
+    cfg = VadConfig(**{**SMALL.__dict__, "min_speech_ms": 40})
+    sm = VadStateMachine(cfg)
+    events = [e for f in "0111 0000" if f != " " for e in sm.step(f == "1")]
+    assert events == [VadEvent("start", 0, 0, voiced_start=1),
+                      VadEvent("discard", 0, 6, "too_short", 1, 4)]
+    sm = VadStateMachine(VadConfig(**{**SMALL.__dict__, "max_utterance_s": 0.2}))
+    events = [e for _ in range(25) for e in sm.step(True)]
+    assert events[2] == VadEvent("start", 1, 20, voiced_start=20)
 
 
 def test_event_type():
