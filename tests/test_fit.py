@@ -1,0 +1,128 @@
+"""trainer.fit end to end: a tiny wav2vec2 through the HF Trainer (window view) and the
+compact model on synthetic speech (utterance view), plus --resume from the cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
+
+REPORT_KEYS = {"utterance_accuracy", "window_accuracy", "macro_f1", "train_seconds",
+               "embed_seconds", "num_train", "num_test", "labels", "confusion_matrix", "model",
+               "data"}
+
+
+def _tone_folder(root: Path, train: int, test: int) -> Path:
+    """Three 'intents' that differ in pitch; 1 s clips, so one window per clip."""
+    rng = np.random.default_rng(0)
+    freqs = {"high": 2500.0, "low": 300.0, "mid": 900.0}
+    for split, n in (("train", train), ("test", test)):
+        d = root / split
+        d.mkdir(parents=True)
+        with open(d / "metadata.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file_name", "label", "text", "voice"])
+            for label, freq in freqs.items():
+                for i in range(n):
+                    t = np.arange(16000) / 16000
+                    x = 0.3 * np.sin(2 * np.pi * freq * (1 + 0.03 * rng.standard_normal()) * t)
+                    x += 0.02 * rng.standard_normal(t.size)
+                    sf.write(d / f"{label}{i}.wav", x.astype(np.float32), 16000,
+                             subtype="PCM_16")
+                    w.writerow([f"{label}{i}.wav", label, label, f"{split}{i}"])
+    return root
+
+
+@pytest.mark.slow
+def test_tiny_wav2vec2_end_to_end(tiny_wav2vec2_dir: Path, tmp_path: Path) -> None:
+    import trainer  # noqa: F401  (registers the project's models with the Auto classes)
+
+    data = _tone_folder(tmp_path / "tones", train=6, test=3)
+    out = tmp_path / "model"
+    report = fit(
+        DataArguments(data=str(data)),
+        ModelArguments(model=str(tiny_wav2vec2_dir), freeze_feature_encoder=False),
+        TrainArguments(out=str(out), epochs=4, learning_rate=3e-3, batch_size=6,
+                       warmup_ratio=0.0, seed=0, threads=1),
+    )
+    assert set(report) >= REPORT_KEYS
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["labels"] == ["high", "low", "mid"]
+    assert (on_disk["num_train"], on_disk["num_test"]) == (18, 9)
+    assert on_disk["input_view"] == "window"
+    assert sum(map(sum, on_disk["confusion_matrix"])) == 9
+    assert (out / "confusion_matrix.png").is_file()
+
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
+
+    from transformers import AutoConfig, pipeline
+
+    assert AutoConfig.from_pretrained(out).label2id == {"high": 0, "low": 1, "mid": 2}
+    clf = pipeline("audio-classification", model=str(out), device="cpu")
+    audio, rate = sf.read(data / "test" / "low0.wav", dtype="float32")
+    preds = clf({"raw": audio, "sampling_rate": rate}, top_k=3)
+    assert sorted(p["label"] for p in preds) == ["high", "low", "mid"]
+    assert sum(p["score"] for p in preds) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
+    report = json.loads((compact_model / "report.json").read_text())
+    assert set(report) >= REPORT_KEYS
+    assert report["model"] == "compact" and report["input_view"] == "utterance"
+    assert report["labels"] == ["lights_on", "weather", "play_music"]
+    assert report["utterance_accuracy"] >= 0.9
+    assert 0.0 < report["window_accuracy"] <= 1.0
+    assert sum(map(sum, report["confusion_matrix"])) == report["num_test"]
+    assert report["embed_seconds"] > 0 and report["train_seconds"] > 0
+    assert (compact_model / "confusion_matrix.png").is_file()
+
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
+
+    import trainer  # noqa: F401  (registers the compact model with the Auto classes)
+
+    model = AutoModelForAudioClassification.from_pretrained(compact_model)
+    assert model.config.id2label == {0: "lights_on", 1: "weather", 2: "play_music"}
+    assert AutoFeatureExtractor.from_pretrained(compact_model).sampling_rate == 16000
+    clf = pipeline("audio-classification", model=str(compact_model), device="cpu")
+    meta = (Path(report["data"]) / "test" / "metadata.csv").read_text().splitlines()
+    name = meta[1].split(",")[0]
+    audio, rate = sf.read(Path(report["data"]) / "test" / name, dtype="float32")
+    preds = clf({"raw": audio, "sampling_rate": rate}, top_k=3)
+    assert sorted(p["label"] for p in preds) == sorted(report["labels"])
+
+
+@pytest.mark.slow
+def test_compact_resume_reuses_cache_and_checkpoint(compact_model: Path, synth_data: Path,
+                                                    tmp_path: Path) -> None:
+    from daemon import embedding
+
+    out = tmp_path / "resumed"
+    shutil.copytree(compact_model, out)
+    before = json.loads((out / "report.json").read_text())
+    calls: list[int] = []
+    real = embedding.embed_many
+
+    def counting(*args: object, **kwargs: object) -> list[np.ndarray]:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    embedding.embed_many = counting  # type: ignore[assignment]
+    try:
+        report = fit(DataArguments(data=str(synth_data)), ModelArguments(model="compact"),
+                     TrainArguments(out=str(out), batch_size=32, seed=0, resume=True))
+    finally:
+        embedding.embed_many = real  # type: ignore[assignment]
+    assert calls == []  # every embedding came from OUT/cache
+    # resumed at the final checkpoint: nothing left to train, same best model
+    assert report["utterance_accuracy"] == before["utterance_accuracy"]

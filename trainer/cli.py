@@ -1,0 +1,81 @@
+"""``intentd-train``: synthesize speech data, render a demo call, fine-tune a model.
+
+Subcommand modules are imported only when their subcommand runs, so ``--help`` stays fast
+(torch and transformers take seconds to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from daemon.errors import IntentdError
+
+PROG = "intentd-train"
+
+# subcommand -> (module, add-arguments function, run function, one-line help)
+_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "synth": (
+        "trainer.synth", "add_synth_arguments", "run_synth",
+        "synthesize a labelled speech data set (audiofolder) from an intent spec YAML",
+    ),
+    "democall": (
+        "trainer.democall", "add_democall_arguments", "run_democall",
+        "render a long demo call WAV of held-out-voice utterances plus a truth CSV",
+    ),
+    "fit": (
+        "trainer.fit", "add_fit_arguments", "run_fit",
+        "fine-tune an audio classifier (compact or any HF audio model) on labelled audio",
+    ),
+}
+
+
+def _build_parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Synthesize speech data, render a demo call, fine-tune an intent model.",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr logging level (default: %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, add_fn, _run, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            # Only the chosen subcommand's module is imported (for its arguments).
+            getattr(importlib.import_module(module), add_fn)(p)
+    return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if a in _COMMANDS), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command = _chosen_command(args_list)
+        parser = _build_parser(command)
+        args = parser.parse_args(args_list)
+        logging.basicConfig(
+            level=getattr(logging, args.log_level),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        module, _add, run_fn, _help = _COMMANDS[args.command]
+        return int(getattr(importlib.import_module(module), run_fn)(args) or 0)
+    except IntentdError as err:
+        msg = " ".join(str(err).split())  # exactly one line, whatever the message holds
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Accuracy: the fraction of predictions equal to their reference label."""
+
+from __future__ import annotations
+
+import datasets
+import evaluate
+import numpy as np
+
+_DESCRIPTION = "Accuracy = (number of correct predictions) / (number of predictions)."
+_KWARGS = """
+Args:
+    predictions (list[int]): predicted class ids.
+    references (list[int]): true class ids, same length.
+Returns:
+    accuracy (float): in [0, 1]; 0.0 for empty input.
+"""
+
+
+class Accuracy(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions: list[int], references: list[int]) -> dict[str, float]:
+        p = np.asarray(predictions, dtype=np.int64)
+        r = np.asarray(references, dtype=np.int64)
+        if p.size == 0:
+            return {"accuracy": 0.0}
+        return {"accuracy": float(np.mean(p == r))}
