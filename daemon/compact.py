@@ -3,7 +3,8 @@
 ``CompactFeatureExtractor`` turns raw 16 kHz audio into padded embedding sequences
 (``daemon.embedding``, one 96-d vector per 80 ms) and ``CompactForAudioClassification`` maps
 a sequence to intent logits: input LayerNorm -> projection -> depthwise-separable 1-D conv
-blocks -> attention pooling over valid frames -> linear. Training-time augmentation
+block(s) -> bidirectional GRU (context over the whole utterance) -> multi-head attention
+pooling over valid frames -> linear. Training-time augmentation
 (SpecAugment-style time/feature masks and input dropout) lives inside ``forward`` so any
 trainer gets it just by calling ``model.train()``.
 
@@ -52,8 +53,10 @@ class CompactConfig(PretrainedConfig):
         self,
         embedding_dim: int = embedding.EMBEDDING_DIM,
         hidden_size: int = 128,
-        num_conv_layers: int = 3,
+        num_conv_layers: int = 1,
         conv_kernel_size: int = 5,
+        gru_hidden_size: int = 64,
+        attention_heads: int = 4,
         attention_hidden_size: int = 64,
         dropout: float = 0.1,
         input_dropout: float = 0.1,
@@ -71,10 +74,14 @@ class CompactConfig(PretrainedConfig):
             raise ValueError(
                 f"conv_kernel_size must be odd (same-length conv), got {conv_kernel_size}"
             )
+        if attention_heads < 1:
+            raise ValueError(f"attention_heads must be >= 1, got {attention_heads}")
         self.embedding_dim = embedding_dim
         self.hidden_size = hidden_size
         self.num_conv_layers = num_conv_layers
         self.conv_kernel_size = conv_kernel_size
+        self.gru_hidden_size = gru_hidden_size
+        self.attention_heads = attention_heads
         self.attention_hidden_size = attention_hidden_size
         self.dropout = dropout
         self.input_dropout = input_dropout
@@ -110,20 +117,53 @@ class _SeparableConvBlock(nn.Module):
         return h * mask.unsqueeze(-1)
 
 
-class _AttentionPool(nn.Module):
-    """Softmax-weighted mean over valid frames: lets the head focus on the key words."""
+class _GRUBlock(nn.Module):
+    """Bidirectional GRU over valid frames, residual, post-norm.
 
-    def __init__(self, hidden: int, attn_hidden: int) -> None:
+    Intents hinge on word combinations spread over a 2-4 s utterance, beyond the conv's
+    receptive field; the GRU gives every frame the whole utterance as context.
+    """
+
+    def __init__(self, hidden: int, gru_hidden: int, dropout: float) -> None:
         super().__init__()
-        self.score = nn.Sequential(
-            nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Linear(attn_hidden, 1)
-        )
+        self.gru = nn.GRU(hidden, gru_hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * gru_hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(h).squeeze(-1)
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1)
-        return torch.einsum("bt,bth->bh", weights, h)
+        # Packing keeps the backward direction from starting in the padding, so a clip
+        # scores the same alone and in a padded batch.
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            h, lengths, batch_first=True, enforce_sorted=False
+        )
+        y, _ = self.gru(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=h.shape[1])
+        h = self.norm(h + self.dropout(self.out(y)))
+        return h * mask.unsqueeze(-1)
+
+
+class _AttentionPool(nn.Module):
+    """Softmax-weighted means over valid frames, one per head, mixed back to ``hidden``.
+
+    Several heads let the head attend to several key words at once (e.g. "card" and
+    "abroad") instead of one summary position.
+    """
+
+    def __init__(self, hidden: int, attn_hidden: int, heads: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(
+            nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Linear(attn_hidden, heads)
+        )
+        self.mix = nn.Linear(hidden * heads, hidden) if heads > 1 else nn.Identity()
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(h)  # [B, T, heads]
+        scores = scores.masked_fill(~mask.unsqueeze(-1), torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1)
+        pooled = torch.einsum("btk,bth->bkh", weights, h)
+        return self.mix(pooled.flatten(1))
 
 
 def _span_masks(
@@ -178,7 +218,9 @@ class CompactForAudioClassification(CompactPreTrainedModel):
             _SeparableConvBlock(h, config.conv_kernel_size, config.dropout)
             for _ in range(config.num_conv_layers)
         )
-        self.pool = _AttentionPool(h, config.attention_hidden_size)
+        if config.gru_hidden_size > 0:
+            self.blocks.append(_GRUBlock(h, config.gru_hidden_size, config.dropout))
+        self.pool = _AttentionPool(h, config.attention_hidden_size, config.attention_heads)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(h, config.num_labels)
         self.post_init()

@@ -55,8 +55,27 @@ def test_config_defaults_and_label_maps() -> None:
     assert cfg.embedding_dim == 96
     assert cfg.num_labels == 3
     assert cfg.label2id == {"check_balance": 0, "transfer_money": 1, "cancel": 2}
+    assert cfg.gru_hidden_size == 64
+    assert cfg.attention_heads == 4
     with pytest.raises(ValueError, match="odd"):
         CompactConfig(conv_kernel_size=4)
+    with pytest.raises(ValueError, match="attention_heads"):
+        CompactConfig(attention_heads=0)
+
+
+def test_gru_and_single_head_variants_are_padding_invariant() -> None:
+    x = torch.randn(1, 7, 96)
+    padded = torch.cat([x, torch.zeros(1, 5, 96)], dim=1)
+    mask = torch.tensor([[1] * 7 + [0] * 5])
+    for cfg in (CompactConfig(id2label=dict(enumerate(LABELS))),
+                CompactConfig(id2label=dict(enumerate(LABELS)), gru_hidden_size=0,
+                              attention_heads=1, num_conv_layers=3)):
+        torch.manual_seed(0)
+        model = CompactForAudioClassification(cfg).eval()
+        with torch.inference_mode():
+            alone = model(input_values=x).logits
+            batch = model(input_values=padded, attention_mask=mask).logits
+        torch.testing.assert_close(alone, batch, atol=1e-5, rtol=1e-5)
 
 
 def test_param_count_is_small() -> None:
