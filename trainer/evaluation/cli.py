@@ -1,0 +1,152 @@
+"""``intentd-eval``: evaluate a model on long streams through the daemon's pipeline.
+
+Example::
+
+    intentd-eval --model models/banking --data data/banking --out eval/banking
+    intentd-eval --model models/banking --data call.wav --truth call.csv --out eval/call \\
+        --telephone --snrs clean,12,6
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from daemon.config import load_config
+from daemon.errors import ConfigError, DataError, IntentdError
+from trainer.augment import NOISE_KINDS, load_noise_file
+from trainer.evaluation import report as report_mod
+from trainer.evaluation.run import CLEAN, EvalSettings, evaluate
+from trainer.evaluation.streams import StreamOptions, build_streams, load_recording, load_utterances
+
+log = logging.getLogger("intentd-eval")
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="intentd-eval",
+        description="Evaluate an intent model on long streams replayed through the daemon "
+                    "pipeline: accuracy, macro-F1, segmentation, false accepts per hour, "
+                    "latency, accuracy by SNR and by threshold.")
+    p.add_argument("--model", help="model dir (default: model.path of --config)")
+    p.add_argument("--data", required=True,
+                   help="audiofolder dir / CSV manifest (its test split is used) or a long "
+                        "recording (wav/flac/ogg) with --truth")
+    p.add_argument("--truth", help="start_s,end_s,intent CSV for a recording --data")
+    p.add_argument("--out", required=True, help="report dir (report.json, report.md, PNGs)")
+    p.add_argument("--config", help="daemon config.yaml (VAD, windows, verdict, threshold)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", action="append", default=[], metavar="PATH",
+                   help="noise recording for the SNR conditions and the noise-only stream "
+                        "(repeatable; replaces --noise-kind)")
+    p.add_argument("--noise-kind", default="babble", choices=NOISE_KINDS)
+    p.add_argument("--snrs", default="clean,24,18,12,9,6",
+                   help="comma-separated conditions: clean and/or SNRs in dB")
+    p.add_argument("--telephone", action="store_true",
+                   help="send every stream through an 8 kHz G.711 μ-law phone line")
+    p.add_argument("--fa-hours", type=float, default=1.0,
+                   help="hours of noise-only and of silence-only audio for false accepts")
+    p.add_argument("--fa-snr", type=float, default=12.0,
+                   help="level of the noise-only stream, as an SNR (dB) against the median "
+                        "speech stream")
+    p.add_argument("--pause-prob", type=float, default=0.3,
+                   help="share of utterances that get an internal 0.3-1.2 s pause")
+    p.add_argument("--max-utterances", type=int, help="use at most N test utterances")
+    p.add_argument("--per-stream", type=int, default=12, help="utterances per stream")
+    p.add_argument("--log-level", default="WARNING",
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def parse_conditions(text: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.lower() == CLEAN:
+            out.append(CLEAN)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"--snrs: {part!r} is neither 'clean' nor a number of dB; "
+                              "use e.g. clean,24,18,12,9,6") from None
+        out.append(f"{value:g}")
+    if not out:
+        raise ConfigError("--snrs is empty; use e.g. clean,24,18,12,9,6")
+    return tuple(dict.fromkeys(out))
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.fa_hours < 0:
+        raise ConfigError(f"--fa-hours must be >= 0, got {args.fa_hours}")
+    if not 0.0 <= args.pause_prob <= 1.0:
+        raise ConfigError(f"--pause-prob must be in [0, 1], got {args.pause_prob}")
+    if args.max_utterances is not None and args.max_utterances < 1:
+        raise ConfigError(f"--max-utterances must be >= 1, got {args.max_utterances}")
+    if args.per_stream < 1:
+        raise ConfigError(f"--per-stream must be >= 1, got {args.per_stream}")
+    is_audio = Path(args.data).suffix.lower() in AUDIO_SUFFIXES
+    if is_audio and not args.truth:
+        raise ConfigError(f"--data {args.data} is a recording: give its truth CSV with "
+                          "--truth FILE (start_s,end_s,intent)")
+    if args.truth and not is_audio:
+        raise ConfigError("--truth goes with a recording --data (wav/flac/ogg), "
+                          f"not {args.data}")
+    if is_audio and not Path(args.data).is_file():
+        raise DataError(f"{args.data}: recording not found")
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon.model import load_backend
+
+    _check(args)
+    conditions = parse_conditions(args.snrs)
+    cfg = load_config(args.config, {"model.path": args.model})
+    noise_audio = [load_noise_file(p) for p in args.noise]
+    backend = load_backend(cfg.model.path, cfg.model.threads)  # once, for every stream
+    recording = Path(args.data).suffix.lower() in AUDIO_SUFFIXES
+    if recording:
+        streams = [load_recording(args.data, args.truth)]
+        labels = tuple(backend.labels)
+    else:
+        utts, labels = load_utterances(args.data, args.max_utterances, args.seed)
+        streams = build_streams(utts, args.seed, StreamOptions(pause_prob=args.pause_prob,
+                                                               per_stream=args.per_stream))
+    unknown = sorted({s.intent for st in streams for s in st.spans} - set(backend.labels))
+    if unknown:
+        log.warning("truth intents %s are not labels of the model; they can only be wrong",
+                    unknown)
+    settings = EvalSettings(
+        conditions=conditions, noise_kind=args.noise_kind, noise_files=tuple(args.noise),
+        telephone=args.telephone, fa_hours=args.fa_hours, fa_snr_db=args.fa_snr,
+        seed=args.seed, add_floor=not recording)
+    result = evaluate(cfg, backend, streams, labels, settings, noise_audio)
+    result["settings"].update(data=str(args.data), truth=args.truth, model_dir=str(
+        cfg.model.path), pause_prob=args.pause_prob, per_stream=args.per_stream)
+    out = Path(args.out)
+    report_mod.write(result, out)
+    u = result["utterance"]
+    print(f"intentd-eval: accuracy {u['accuracy']}, macro-F1 {u['macro_f1']} on "
+          f"{u['utterances']} utterances; report in {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except IntentdError as exc:
+        print(f"intentd-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("intentd-eval: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

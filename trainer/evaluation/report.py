@@ -1,0 +1,127 @@
+"""Write an evaluation report: ``report.json``, ``report.md`` and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers and CI
+
+import matplotlib.pyplot as plt
+
+SNR_PLOT = "accuracy_vs_snr.png"
+SWEEP_PLOT = "threshold_sweep.png"
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    u, seg, lat = r["utterance"], r["segmentation"], r["latency_ms"]
+    lines = [f"# intentd-eval: {r['model']}", "",
+             f"{r['streams']['utterances']} utterances in {r['streams']['count']} streams "
+             f"({r['streams']['seconds']:.0f} s), labels: {', '.join(r['labels'])}; "
+             f"threshold {s['operating_threshold']}, verdict {s['verdict']}, "
+             f"noise {'files' if s['noise_files'] else s['noise_kind']}, "
+             f"telephone {'yes (8 kHz μ-law)' if s['telephone'] else 'no'}, seed {s['seed']}.",
+             "", f"## Headline ({s['headline_condition']})", "",
+             *_table(["accuracy", "macro-F1", "missed", "no_match", "spurious intents"],
+                     [[u["accuracy"], u["macro_f1"], u["missed"], u["no_match"],
+                       u["spurious_intents"]]]),
+             "## Accuracy by SNR", "",
+             "SNR = 10·log10(max 20 ms frame energy of speech / of noise) (Rhino benchmark).",
+             "",
+             *_table(["condition", "accuracy", "macro-F1", "missed", "seg. recall",
+                      "seg. precision"],
+                     [[row["condition"], row["accuracy"], row["macro_f1"], row["missed"],
+                       row["segmentation_recall"], row["segmentation_precision"]]
+                      for row in r["by_snr"]]),
+             "## Segmentation", "",
+             *_table(["truth spans", "events", "matched", "recall", "precision"],
+                     [[seg["truth_spans"], seg["events"], seg["matched"], seg["recall"],
+                       seg["precision"]]]),
+             "## False accepts per hour", ""]
+    fa = r["false_accepts"]
+    lines += _table(["stream", "hours", "events", "false accepts", "FA/h"],
+                    [[k, v["hours"], v["events"], v["false_accepts"], v["per_hour"]]
+                     for k, v in fa.items()]) if fa else ["(not run: --fa-hours 0)", ""]
+    lines += ["## Latency (end of speech → event, processing only)", "",
+              *_table(["events", "p50 ms", "p95 ms", "max ms"],
+                      [[lat["events"], lat["p50_ms"], lat["p95_ms"], lat["max_ms"]]]),
+              "## Threshold sweep", ""]
+    fa_cols = [k for k in r["threshold_sweep"][0] if k.startswith("fa_per_hour_")]
+    lines += _table(["threshold", "accuracy", "macro-F1", *[c.replace("fa_per_hour_", "FA/h ")
+                                                            for c in fa_cols]],
+                    [[row["threshold"], row["accuracy"], row["macro_f1"],
+                      *[row[c] for c in fa_cols]] for row in r["threshold_sweep"]])
+    cm = r["confusion_matrix"]
+    lines += ["## Confusion matrix (rows: truth)", "",
+              *_table(["truth", *cm["columns"]],
+                      [[lab, *row] for lab, row in zip(cm["rows"], cm["counts"], strict=True)]),
+              f"Run: {r['timing']['audio_s']:.0f} s of audio in {r['timing']['wall_s']:.0f} s "
+              f"({r['timing']['x_realtime']}x real time).", ""]
+    return "\n".join(lines)
+
+
+def plot_snr(r: dict[str, Any], path: Path) -> None:
+    rows = r["by_snr"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(len(rows)), [row["accuracy"] or 0.0 for row in rows], "o-", label="accuracy")
+    ax.plot(range(len(rows)), [row["macro_f1"] for row in rows], "s--", label="macro-F1")
+    ax.set_xticks(range(len(rows)), [str(row["condition"]) for row in rows])
+    ax.set_xlabel("SNR (dB, max frame energy)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{r['model']}: accuracy vs SNR")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_sweep(r: dict[str, Any], path: Path) -> None:
+    rows = r["threshold_sweep"]
+    t = [row["threshold"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(t, [row["accuracy"] or 0.0 for row in rows], "o-", label="accuracy")
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    fa_cols = [k for k in rows[0] if k.startswith("fa_per_hour_")]
+    if fa_cols:
+        ax2 = ax.twinx()
+        for c, style in zip(fa_cols, ("r^--", "kv:"), strict=False):
+            ax2.plot(t, [row[c] or 0.0 for row in rows], style, label=c.replace("_", " "))
+        ax2.set_ylabel("false accepts per hour")
+        ax2.legend(loc="upper center")
+    ax.legend(loc="lower left")
+    ax.set_title(f"{r['model']}: threshold sweep")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(report: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out_dir / "report.json")
+    (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
+    plot_snr(report, out_dir / SNR_PLOT)
+    plot_sweep(report, out_dir / SWEEP_PLOT)
