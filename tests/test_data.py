@@ -13,7 +13,7 @@ import soundfile as sf
 
 from daemon.errors import DataError
 from daemon.windowing import WindowSpec
-from trainer import data
+from trainer import data, features
 from trainer.metrics import classification_scores, load_metric
 from trainer.report import confusion_matrix, score_windows, write_report
 
@@ -226,7 +226,7 @@ def test_embed_examples_caches_by_content(tmp_path: Path, monkeypatch: pytest.Mo
     _tone(tmp_path / "b.wav", 880, seconds=0.5)
     exs = [data.Example(uid=n, label="x", where=n, path=tmp_path / n) for n in ("a.wav", "b.wav")]
     spec = WindowSpec(1.0, 0.5)
-    utt, win = data.embed_examples(exs, spec, tmp_path / "cache", workers=2)
+    utt, win = features.embed_examples(exs, spec, tmp_path / "cache", workers=2)
     assert [u.shape for u in utt] == [(embedding.n_embeddings(24000), 96), (1, 96)]
     assert win is not None and [len(w) for w in win] == [2, 1]
     assert win[0][0].shape == (embedding.n_embeddings(16000), 96)
@@ -235,7 +235,7 @@ def test_embed_examples_caches_by_content(tmp_path: Path, monkeypatch: pytest.Mo
         raise AssertionError("cache miss")
 
     monkeypatch.setattr(embedding, "embed_many", boom)
-    utt2, win2 = data.embed_examples(exs, spec, tmp_path / "cache", workers=1)
+    utt2, win2 = features.embed_examples(exs, spec, tmp_path / "cache", workers=1)
     assert all(np.array_equal(a, b) for a, b in zip(utt, utt2, strict=True))
     assert win2 is not None and np.array_equal(win[0], win2[0])
 

@@ -134,7 +134,7 @@ def test_cli_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("intents:\n  a:\n    - call $nobody\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.synth", str(bad), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "trainer.cli", "synth", str(bad), "--out", str(tmp_path / "o")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )

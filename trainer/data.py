@@ -20,13 +20,11 @@ the file (and CSV line) and the fix. Audio is decoded with soundfile and resampl
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
 import random
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from daemon.errors import DataError
-from daemon.windowing import WindowSpec, preprocess
+from daemon.windowing import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -367,100 +365,3 @@ def load_audio(ex: Example, target_rate_hz: int) -> np.ndarray:
     if not np.all(np.isfinite(audio)):
         raise DataError(f"{ex.where}: audio contains NaN/inf samples; re-export it")
     return preprocess(audio, int(rate), target_rate_hz)
-
-
-def content_hash(ex: Example) -> str:
-    """SHA-256 of the encoded audio: a cache key that survives renames and moves."""
-    h = hashlib.sha256()
-    if ex.data is not None:
-        h.update(ex.data)
-    else:
-        assert ex.path is not None
-        with open(ex.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-# --- cached speech embeddings (compact model) -----------------------------------------------
-
-
-def frontend_version() -> str:
-    """Identifies the embedding front-end: its ONNX files and the constants around them."""
-    from daemon import embedding
-
-    h = hashlib.sha256()
-    for name in ("melspectrogram.onnx", "embedding_model.onnx"):
-        h.update(embedding.resource_path(name).read_bytes())
-    consts = (embedding.INT16_SCALE, embedding.MEL_FLOOR_DB, embedding.WINDOW_FRAMES,
-              embedding.HOP_FRAMES, embedding.FRAME_SAMPLES, embedding.FRAME_HOP_SAMPLES)
-    h.update(repr(consts).encode())
-    return h.hexdigest()[:16]
-
-
-def embed_examples(
-    examples: list[Example], spec: WindowSpec | None, cache_dir: Path, workers: int = 2,
-    chunk: int = 16,
-) -> tuple[list[np.ndarray], list[list[np.ndarray]] | None]:
-    """Utterance embeddings ``[T, 96]`` per example (and, with ``spec``, those of each window).
-
-    Computed once per audio content and front-end version, then read from ``cache_dir``, so
-    re-runs and ``--resume`` skip the front-end. Chunks of utterances are embedded in
-    ``workers`` threads (ONNX Runtime releases the GIL), each batching its chunk's windows.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    from daemon import embedding
-    from daemon.windowing import cut_windows
-
-    vdir = cache_dir / f"embed-{frontend_version()}"
-    vdir.mkdir(parents=True, exist_ok=True)
-    wtag = f"-w{spec.window_s:g}-{spec.hop_s:g}" if spec else ""
-
-    def run(part: list[Example]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        done: list[tuple[np.ndarray, np.ndarray | None] | None] = []
-        todo: list[tuple[int, Path, Path | None, np.ndarray]] = []
-        for i, ex in enumerate(part):
-            key = content_hash(ex)
-            upath = vdir / f"{key}.npy"
-            wpath = vdir / f"{key}{wtag}.npy" if spec else None
-            if upath.is_file() and (wpath is None or wpath.is_file()):
-                done.append((np.load(upath), np.load(wpath) if wpath else None))
-            else:
-                done.append(None)
-                todo.append((i, upath, wpath, load_audio(ex, embedding.SAMPLE_RATE_HZ)))
-        if todo:
-            utts = embedding.embed_many([a for _, _, _, a in todo])
-            for (i, upath, wpath, audio), u in zip(todo, utts, strict=True):
-                w = None
-                if wpath is not None and spec is not None:
-                    w = np.stack(embedding.embed_many(list(cut_windows(audio, spec))))
-                    _save(wpath, w)
-                _save(upath, u)
-                done[i] = (u, w)
-        return [d for d in done if d is not None]
-
-    parts = [examples[i : i + chunk] for i in range(0, len(examples), chunk)]
-    results: list[tuple[np.ndarray, np.ndarray | None]] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
-        total=len(examples), desc="embeddings", unit="utt"
-    ) as bar:
-        try:
-            for res in pool.map(run, parts):
-                results.extend(res)
-                bar.update(len(res))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    utt = [u for u, _ in results]
-    if spec is None:
-        return utt, None
-    return utt, [list(w) for _, w in results if w is not None]
-
-
-def _save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)  # readers never see a half-written cache file

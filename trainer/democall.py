@@ -13,13 +13,12 @@ import argparse
 import csv
 import json
 import random
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daemon.errors import ConfigError, DataError, IntentdError
+from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
 from trainer import tts_espeak
 from trainer.synth import split_speakers
@@ -176,18 +175,3 @@ def run_democall(args: argparse.Namespace) -> int:
                         test_fraction=args.test_fraction)
     print(json.dumps(asdict(summary)), flush=True)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="intentd-train democall")
-    add_democall_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_democall(args)
-    except IntentdError as exc:
-        print(f"intentd-train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -157,6 +157,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         train_args: TrainArguments) -> dict[str, Any]:
     """Train, evaluate, and save model, feature extractor and ``report.json`` into OUT."""
     from trainer.data import load_data
+    from trainer.features import prepare_utterance_view, prepare_window_view
     from trainer.report import confusion_matrix, write_report
 
     for name in ("epochs", "learning_rate", "batch_size", "per_device_batch_size", "threads",
@@ -189,9 +190,10 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
 
     t0 = time.monotonic()
     if view == "utterance":
-        prep = _prepare_utterance_view(dataset, labels, spec, out / "cache", train_args)
+        prep = prepare_utterance_view(dataset, labels, spec, out / "cache", train_args.threads,
+                                      train_args.seed, train_args.augment)
     else:
-        prep = _prepare_window_view(dataset, labels, spec)
+        prep = prepare_window_view(dataset, labels, spec)
     prepare_s = time.monotonic() - t0
 
     lr, batch, epochs, warmup = _DEFAULTS[view]
@@ -391,112 +393,3 @@ def _push(out: Path, repo_id: str) -> None:
 
 
 # --- model inputs ------------------------------------------------------------------------
-
-
-@dataclass
-class _Prepared:
-    train_ds: Any  # torch Dataset of {"x", "labels"}
-    eval_ds: Any  # what compute_metrics sees: windows (window view) or utterances
-    eval_utt: np.ndarray  # eval item -> test utterance index
-    test_labels: np.ndarray  # test utterance -> class id
-    window_ds: Any = None  # utterance view only: every test window's embeddings
-    window_utt: np.ndarray | None = None
-    pad: str = "audio"  # how the collator batches "x": raw audio or embeddings
-
-    def collator(self, extractor: Any) -> Any:
-        import torch
-
-        def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-            xs = [it["x"] for it in items]
-            if self.pad == "embeddings":
-                batch = extractor.pad_embeddings(xs, return_tensors="pt")
-            else:
-                batch = extractor(xs, sampling_rate=extractor.sampling_rate,
-                                  return_tensors="pt", padding=True)
-            out = dict(batch)
-            out["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
-            return out
-
-        return collate
-
-
-class _Items:
-    """Map-style dataset of ``(x, label)``; ``transform`` (augmentation) is for training."""
-
-    def __init__(self, xs: list[np.ndarray], ys: list[int], transform: Any = None) -> None:
-        self.xs, self.ys, self.transform = xs, ys, transform
-
-    def __len__(self) -> int:
-        return len(self.xs)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        x = self.xs[i] if self.transform is None else self.transform(self.xs[i])
-        return {"x": x, "labels": self.ys[i]}
-
-
-def _prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec) -> _Prepared:
-    from tqdm.auto import tqdm
-
-    from daemon.windowing import cut_windows
-    from trainer.data import load_audio
-
-    ids = {lab: i for i, lab in enumerate(labels)}
-    split: dict[str, tuple[list[np.ndarray], list[int], list[int]]] = {}
-    for name, examples in (("train", dataset.train), ("test", dataset.test)):
-        xs: list[np.ndarray] = []
-        ys: list[int] = []
-        utt: list[int] = []
-        for u, ex in enumerate(tqdm(examples, desc=f"windows ({name})", unit="utt")):
-            windows = cut_windows(load_audio(ex, spec.sample_rate_hz), spec)
-            xs.extend(windows)
-            ys.extend([ids[ex.label]] * len(windows))
-            utt.extend([u] * len(windows))
-        split[name] = (xs, ys, utt)
-    test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
-    eval_ds = _Items(split["test"][0], split["test"][1])
-    return _Prepared(
-        train_ds=_Items(split["train"][0], split["train"][1]), eval_ds=eval_ds,
-        eval_utt=np.array(split["test"][2], dtype=np.int64), test_labels=test_labels,
-    )
-
-
-def _prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec,
-                            cache_dir: Path, train_args: TrainArguments) -> _Prepared:
-    from trainer.data import embed_examples
-
-    ids = {lab: i for i, lab in enumerate(labels)}
-    train_utt, _ = embed_examples(dataset.train, None, cache_dir, train_args.threads)
-    test_utt, test_win = embed_examples(dataset.test, spec, cache_dir, train_args.threads)
-    assert test_win is not None
-    test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
-    rng = np.random.default_rng(train_args.seed)
-    win_xs = [w for per_utt in test_win for w in per_utt]
-    win_utt = np.array([u for u, per_utt in enumerate(test_win) for _ in per_utt], np.int64)
-    return _Prepared(
-        train_ds=_Items(train_utt, [ids[ex.label] for ex in dataset.train],
-                        _EmbeddingAugment(rng) if train_args.augment else None),
-        eval_ds=_Items(test_utt, test_labels.tolist()),
-        eval_utt=np.arange(len(test_utt), dtype=np.int64), test_labels=test_labels,
-        window_ds=_Items(win_xs, test_labels[win_utt].tolist()), window_utt=win_utt,
-        pad="embeddings",
-    )
-
-
-class _EmbeddingAugment:
-    """Random time crop and Gaussian noise on an embedding sequence ``[T, 96]``.
-
-    The daemon's VAD cuts utterances with varying pre/post-roll and a live room adds noise;
-    cropping up to 15% at each end and jittering the embeddings teaches the head the same
-    invariances without re-running the front-end (the model adds its own span masks).
-    """
-
-    def __init__(self, rng: np.random.Generator, crop: float = 0.15, noise: float = 0.1) -> None:
-        self.rng, self.crop, self.noise = rng, crop, noise
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        t = x.shape[0]
-        lo = int(self.rng.integers(0, int(t * self.crop) + 1))
-        hi = t - int(self.rng.integers(0, int(t * self.crop) + 1))
-        y = x[lo:hi] if hi - lo >= max(1, t // 2) else x
-        scale = self.noise * float(y.std() or 1.0)
-        return (y + self.rng.normal(0.0, scale, y.shape)).astype(np.float32)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.errors import ConfigError, DataError, IntentdError
+from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
 from trainer import tts_espeak
 from trainer.templates import Spec, load_spec
@@ -353,20 +353,3 @@ def run_synth(args: argparse.Namespace) -> int:
     summary = synthesize(args.spec, args.out, options_from_args(args), force=args.force)
     print(json.dumps(asdict(summary)), flush=True)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m trainer.synth``) until trainer.cli wires it in."""
-    parser = argparse.ArgumentParser(prog="intentd-train synth")
-    add_synth_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    try:
-        return run_synth(args)
-    except IntentdError as exc:
-        print(f"intentd-train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

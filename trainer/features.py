@@ -1,0 +1,223 @@
+"""Model inputs for training: windows of audio, or cached speech embeddings of utterances.
+
+Window-view models (wav2vec2, ...) train on :func:`daemon.windowing.cut_windows` of each
+utterance; the compact model trains on the embedding sequence of the whole utterance, which
+is computed once per audio content and front-end version and cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.windowing import WindowSpec
+from trainer.data import Example, load_audio
+
+
+def content_hash(ex: Example) -> str:
+    """SHA-256 of the encoded audio: a cache key that survives renames and moves."""
+    h = hashlib.sha256()
+    if ex.data is not None:
+        h.update(ex.data)
+    else:
+        assert ex.path is not None
+        with open(ex.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+# --- cached speech embeddings (compact model) -----------------------------------------------
+
+
+def frontend_version() -> str:
+    """Identifies the embedding front-end: its ONNX files and the constants around them."""
+    from daemon import embedding
+
+    h = hashlib.sha256()
+    for name in ("melspectrogram.onnx", "embedding_model.onnx"):
+        h.update(embedding.resource_path(name).read_bytes())
+    consts = (embedding.INT16_SCALE, embedding.MEL_FLOOR_DB, embedding.WINDOW_FRAMES,
+              embedding.HOP_FRAMES, embedding.FRAME_SAMPLES, embedding.FRAME_HOP_SAMPLES)
+    h.update(repr(consts).encode())
+    return h.hexdigest()[:16]
+
+
+def embed_examples(
+    examples: list[Example], spec: WindowSpec | None, cache_dir: Path, workers: int = 2,
+    chunk: int = 16,
+) -> tuple[list[np.ndarray], list[list[np.ndarray]] | None]:
+    """Utterance embeddings ``[T, 96]`` per example (and, with ``spec``, those of each window).
+
+    Computed once per audio content and front-end version, then read from ``cache_dir``, so
+    re-runs and ``--resume`` skip the front-end. Chunks of utterances are embedded in
+    ``workers`` threads (ONNX Runtime releases the GIL), each batching its chunk's windows.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from daemon import embedding
+    from daemon.windowing import cut_windows
+
+    vdir = cache_dir / f"embed-{frontend_version()}"
+    vdir.mkdir(parents=True, exist_ok=True)
+    wtag = f"-w{spec.window_s:g}-{spec.hop_s:g}" if spec else ""
+
+    def run(part: list[Example]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        done: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        todo: list[tuple[int, Path, Path | None, np.ndarray]] = []
+        for i, ex in enumerate(part):
+            key = content_hash(ex)
+            upath = vdir / f"{key}.npy"
+            wpath = vdir / f"{key}{wtag}.npy" if spec else None
+            if upath.is_file() and (wpath is None or wpath.is_file()):
+                done.append((np.load(upath), np.load(wpath) if wpath else None))
+            else:
+                done.append(None)
+                todo.append((i, upath, wpath, load_audio(ex, embedding.SAMPLE_RATE_HZ)))
+        if todo:
+            utts = embedding.embed_many([a for _, _, _, a in todo])
+            for (i, upath, wpath, audio), u in zip(todo, utts, strict=True):
+                w = None
+                if wpath is not None and spec is not None:
+                    w = np.stack(embedding.embed_many(list(cut_windows(audio, spec))))
+                    _save(wpath, w)
+                _save(upath, u)
+                done[i] = (u, w)
+        return [d for d in done if d is not None]
+
+    parts = [examples[i : i + chunk] for i in range(0, len(examples), chunk)]
+    results: list[tuple[np.ndarray, np.ndarray | None]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
+        total=len(examples), desc="embeddings", unit="utt"
+    ) as bar:
+        try:
+            for res in pool.map(run, parts):
+                results.extend(res)
+                bar.update(len(res))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    utt = [u for u, _ in results]
+    if spec is None:
+        return utt, None
+    return utt, [list(w) for _, w in results if w is not None]
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp.npy")
+    np.save(tmp, arr)
+    tmp.replace(path)  # readers never see a half-written cache file
+
+
+@dataclass
+class Prepared:
+    train_ds: Any  # torch Dataset of {"x", "labels"}
+    eval_ds: Any  # what compute_metrics sees: windows (window view) or utterances
+    eval_utt: np.ndarray  # eval item -> test utterance index
+    test_labels: np.ndarray  # test utterance -> class id
+    window_ds: Any = None  # utterance view only: every test window's embeddings
+    window_utt: np.ndarray | None = None
+    pad: str = "audio"  # how the collator batches "x": raw audio or embeddings
+
+    def collator(self, extractor: Any) -> Any:
+        import torch
+
+        def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+            xs = [it["x"] for it in items]
+            if self.pad == "embeddings":
+                batch = extractor.pad_embeddings(xs, return_tensors="pt")
+            else:
+                batch = extractor(xs, sampling_rate=extractor.sampling_rate,
+                                  return_tensors="pt", padding=True)
+            out = dict(batch)
+            out["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+            return out
+
+        return collate
+
+
+class Items:
+    """Map-style dataset of ``(x, label)``; ``transform`` (augmentation) is for training."""
+
+    def __init__(self, xs: list[np.ndarray], ys: list[int], transform: Any = None) -> None:
+        self.xs, self.ys, self.transform = xs, ys, transform
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        x = self.xs[i] if self.transform is None else self.transform(self.xs[i])
+        return {"x": x, "labels": self.ys[i]}
+
+
+def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec) -> Prepared:
+    from tqdm.auto import tqdm
+
+    from daemon.windowing import cut_windows
+
+    ids = {lab: i for i, lab in enumerate(labels)}
+    split: dict[str, tuple[list[np.ndarray], list[int], list[int]]] = {}
+    for name, examples in (("train", dataset.train), ("test", dataset.test)):
+        xs: list[np.ndarray] = []
+        ys: list[int] = []
+        utt: list[int] = []
+        for u, ex in enumerate(tqdm(examples, desc=f"windows ({name})", unit="utt")):
+            windows = cut_windows(load_audio(ex, spec.sample_rate_hz), spec)
+            xs.extend(windows)
+            ys.extend([ids[ex.label]] * len(windows))
+            utt.extend([u] * len(windows))
+        split[name] = (xs, ys, utt)
+    test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
+    eval_ds = Items(split["test"][0], split["test"][1])
+    return Prepared(
+        train_ds=Items(split["train"][0], split["train"][1]), eval_ds=eval_ds,
+        eval_utt=np.array(split["test"][2], dtype=np.int64), test_labels=test_labels,
+    )
+
+
+def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec,
+                            cache_dir: Path, threads: int, seed: int,
+                            augment: bool) -> Prepared:
+    ids = {lab: i for i, lab in enumerate(labels)}
+    train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads)
+    test_utt, test_win = embed_examples(dataset.test, spec, cache_dir, threads)
+    assert test_win is not None
+    test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    win_xs = [w for per_utt in test_win for w in per_utt]
+    win_utt = np.array([u for u, per_utt in enumerate(test_win) for _ in per_utt], np.int64)
+    return Prepared(
+        train_ds=Items(train_utt, [ids[ex.label] for ex in dataset.train],
+                        EmbeddingAugment(rng) if augment else None),
+        eval_ds=Items(test_utt, test_labels.tolist()),
+        eval_utt=np.arange(len(test_utt), dtype=np.int64), test_labels=test_labels,
+        window_ds=Items(win_xs, test_labels[win_utt].tolist()), window_utt=win_utt,
+        pad="embeddings",
+    )
+
+
+class EmbeddingAugment:
+    """Random time crop and Gaussian noise on an embedding sequence ``[T, 96]``.
+
+    The daemon's VAD cuts utterances with varying pre/post-roll and a live room adds noise;
+    cropping up to 15% at each end and jittering the embeddings teaches the head the same
+    invariances without re-running the front-end (the model adds its own span masks).
+    """
+
+    def __init__(self, rng: np.random.Generator, crop: float = 0.15, noise: float = 0.1) -> None:
+        self.rng, self.crop, self.noise = rng, crop, noise
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t = x.shape[0]
+        lo = int(self.rng.integers(0, int(t * self.crop) + 1))
+        hi = t - int(self.rng.integers(0, int(t * self.crop) + 1))
+        y = x[lo:hi] if hi - lo >= max(1, t // 2) else x
+        scale = self.noise * float(y.std() or 1.0)
+        return (y + self.rng.normal(0.0, scale, y.shape)).astype(np.float32)
