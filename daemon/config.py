@@ -80,6 +80,7 @@ class VadConfig:
     min_silence_ms: int = 1300
     min_speech_ms: int = 250
     max_utterance_s: float = 15.0
+    noise_gate_db: float = 0.0  # dB above the running noise floor a voiced frame needs; 0: off
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,7 @@ _RULES: dict[str, tuple[type, _Check, str]] = {
     "vad.min_silence_ms": _int(10, 60000),
     "vad.min_speech_ms": _int(0, 60000),
     "vad.max_utterance_s": _float(1.0, 3600.0),
+    "vad.noise_gate_db": _float(0.0, 40.0),
     "windows.window_s": _float(0.0, 60.0, lo_open=True),
     "windows.hop_s": _float(0.0, 60.0, lo_open=True),
     "model.path": (str, bool, "a model directory"),

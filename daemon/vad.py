@@ -44,6 +44,24 @@ in a pause beyond the post-roll pad is held back until the pause is decided (spe
 resumes -> sent; hangover ends -> dropped). Hence the ``UtteranceAudio`` pieces of an
 utterance concatenate to exactly the stream samples ``[start_sample, end_sample)``. A
 trailing partial frame at end of stream is not classified and belongs to no utterance.
+
+Noise gate (:class:`NoiseFloor`, ``vad.noise_gate_db``): webrtcvad calls steady noise
+and babble speech, so under background noise the state machine would never see
+``min_silence_ms`` of silence and consecutive commands would merge. A frame is therefore
+voiced only if webrtcvad says speech AND its energy is at least ``noise_gate_db`` above the
+running noise floor. Frame energy is ``10*log10(mean(x**2))`` in dBFS (x in [-1, 1]).
+The floor is the ``NOISE_PERCENTILE``-th percentile of the energies of the last
+``NOISE_WINDOW_S`` seconds of frames (the frame being judged excluded; speech rarely fills
+90% of a few seconds, so the low percentile tracks the noise, rises within seconds when
+noise starts and falls as soon as it stops), but never below ``NOISE_FLOOR_MIN_DBFS``, so
+that digital silence does not make the gate hypersensitive. Before the first frame the
+floor is ``NOISE_FLOOR_MIN_DBFS``. ``noise_gate_db: 0`` disables the gate (the default,
+for now). Measured with intentd-eval (tiny 3-intent model, 18 utterances; accuracy /
+segmentation recall), babble 24 / 12 / 6 dB: off .17/.33, .11/.33, .11/.33; 8 dB gate
+.61/.72, .50/.61, .22/.39; 10 dB .72/.89, .44/.61, .11/.22; pink 12 / 6 dB: off .39/.56,
+.22/.44; 10 dB .56/.61, .28/.28; clean unchanged (.94/1.0). Not yet the default: on the
+e2e test call (noise at 15-25 dB SNR) a 6-10 dB gate makes one utterance start 0.5 s late
+(its quiet first word is gated) and one end 0.18 s early (e2e tolerance: 0.15 s).
 """
 
 from __future__ import annotations
@@ -58,6 +76,10 @@ import numpy as np
 from daemon.config import VadConfig
 
 VAD_RATES_HZ = (8000, 16000, 32000, 48000)
+NOISE_WINDOW_S = 5.0  # history of frame energies the noise floor is estimated from
+NOISE_PERCENTILE = 10.0  # low percentile of that history = noise floor
+NOISE_FLOOR_MIN_DBFS = -70.0  # absolute floor: digital silence does not lower it further
+_ENERGY_EPS = 1e-12  # keeps log10 finite on digital silence (-120 dBFS)
 
 
 def ms_to_frames(ms: float, frame_ms: int) -> int:
@@ -178,6 +200,34 @@ class VadStateMachine:
 # --------------------------------------------------------------------------- audio layer
 
 
+def frame_energy_dbfs(frames: np.ndarray) -> np.ndarray:
+    """Energy of each row of ``frames`` (float in [-1, 1]) in dBFS: ``10*log10(mean(x**2))``."""
+    x = np.asarray(frames, dtype=np.float64)
+    return 10.0 * np.log10(np.mean(x * x, axis=-1) + _ENERGY_EPS)
+
+
+class NoiseFloor:
+    """Running noise-floor estimate from frame energies (see the module docstring)."""
+
+    def __init__(self, frame_ms: int, window_s: float = NOISE_WINDOW_S,
+                 percentile: float = NOISE_PERCENTILE,
+                 min_dbfs: float = NOISE_FLOOR_MIN_DBFS) -> None:
+        self.percentile = percentile
+        self.min_dbfs = min_dbfs
+        self._hist_dbfs: deque[float] = deque(maxlen=max(1, ms_to_frames(window_s * 1000,
+                                                                          frame_ms)))
+
+    @property
+    def floor_dbfs(self) -> float:
+        if not self._hist_dbfs:
+            return self.min_dbfs
+        est = float(np.percentile(np.fromiter(self._hist_dbfs, float), self.percentile))
+        return max(est, self.min_dbfs)
+
+    def add(self, energy_dbfs: float) -> None:
+        self._hist_dbfs.append(energy_dbfs)
+
+
 @dataclass(frozen=True)
 class UtteranceStart:
     index: int
@@ -232,6 +282,8 @@ class Segmenter:
             vad = webrtcvad.Vad(cfg.aggressiveness)
             is_speech = lambda pcm: bool(vad.is_speech(pcm, sample_rate_hz))  # noqa: E731
         self._is_speech = is_speech
+        self.noise_gate_db = cfg.noise_gate_db
+        self.noise = NoiseFloor(cfg.frame_ms)
         m = self.machine
         # Idle: keep enough audio for the earliest possible start (trigger ring + pre-roll).
         self._keep_frames = m.window_frames + m.pad_frames
@@ -292,9 +344,15 @@ class Segmenter:
         whole, self._pending = data[: n_frames * F], data[n_frames * F :].copy()
         self._buf = np.concatenate([self._buf, whole])
         pcm = (np.clip(whole, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        gate = self.noise_gate_db > 0
+        energy_dbfs = frame_energy_dbfs(whole.reshape(n_frames, F)) if gate else None
         out: list[SegmentEvent] = []
         for k in range(n_frames):
             flag = self._is_speech(pcm[2 * k * F : 2 * (k + 1) * F])
+            if energy_dbfs is not None:
+                e = float(energy_dbfs[k])
+                flag = flag and e >= self.noise.floor_dbfs + self.noise_gate_db
+                self.noise.add(e)
             events = self.machine.step(flag)
             if events:
                 # An end sends the rest of its audio itself, before UtteranceEnd.

@@ -149,6 +149,8 @@ def test_bad_value_message_names_file_line_key_value_and_allowed(tmp_path: Path)
         ("windows:\n  window_s: 1.0\n  hop_s: 1.5\n", "windows.hop_s = 1.5 is invalid; allowed"),
         ("vad:\n  trigger_window_ms: 20\n", "vad.trigger_window_ms = 20 is invalid; allowed: >= v"),
         ("vad:\n  max_utterance_s: 0.5\n", "vad.max_utterance_s = 0.5 is invalid"),
+        ("vad:\n  noise_gate_db: 41\n", "vad.noise_gate_db = 41.0 is invalid; allowed: a number"),
+        ("vad:\n  noise_gate_db: -1\n", "allowed: a number >= 0 and <= 40"),
         ("vad: 3\n", "vad = 3 is invalid; allowed: a mapping of vad.* keys"),
     ],
 )

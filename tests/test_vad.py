@@ -7,13 +7,16 @@ import pytest
 
 from daemon.config import VadConfig
 from daemon.vad import (
+    NOISE_FLOOR_MIN_DBFS,
     Discarded,
+    NoiseFloor,
     Segmenter,
     UtteranceAudio,
     UtteranceEnd,
     UtteranceStart,
     VadEvent,
     VadStateMachine,
+    frame_energy_dbfs,
 )
 
 # 10 ms frames: trigger ring 5 frames (need 3 voiced), pad 2, hangover 4, min speech 3.
@@ -206,7 +209,8 @@ def amplitude_vad(pcm: bytes) -> bool:
 
 def test_segmenter_matches_state_machine_exactly_for_random_blocks():
     rng = np.random.default_rng(1)
-    cfg = VadConfig(min_silence_ms=300)
+    # Gate off: 18 s of a constant level would become the noise floor (see the gate tests).
+    cfg = VadConfig(min_silence_ms=300, noise_gate_db=0.0)
     layout = [(0, 40), (1, 50), (0, 5), (1, 20), (0, 20), (1, 7), (0, 30), (1, 600), (0, 7)]
     audio = np.concatenate(
         [(0.5 if v else 0.0) * np.ones(n * F30, np.float32) for v, n in layout]
@@ -286,3 +290,77 @@ def test_segmenter_sends_audio_during_speech():
 def test_segmenter_rejects_unsupported_rate():
     with pytest.raises(ValueError, match="22050"):
         Segmenter(VadConfig(), 22050)
+
+
+# --------------------------------------------------------------------------- noise gate
+
+
+def test_noise_floor_percentile_window_and_absolute_floor():
+    nf = NoiseFloor(frame_ms=30, window_s=0.3)  # 10 frames, 10th percentile
+    assert nf.floor_dbfs == NOISE_FLOOR_MIN_DBFS  # nothing seen yet
+    for _ in range(10):
+        nf.add(-120.0)  # digital silence never lowers the floor below the absolute floor
+    assert nf.floor_dbfs == NOISE_FLOOR_MIN_DBFS
+    for _ in range(10):
+        nf.add(-40.0)  # the silence has left the window: the floor is the noise level
+    assert nf.floor_dbfs == pytest.approx(-40.0)
+    for _ in range(3):
+        nf.add(-10.0)  # a loud burst fills 30% of the window: the low percentile ignores it
+    assert nf.floor_dbfs == pytest.approx(-40.0)
+    np.testing.assert_allclose(frame_energy_dbfs(np.full((2, 480), 0.1)), [-20.0, -20.0])
+
+
+def square(n_frames: int, amp: float) -> np.ndarray:
+    """Alternating +-amp: every frame has energy exactly 20*log10(amp) dBFS."""
+    n = n_frames * F30
+    return (amp * np.where(np.arange(n) % 2, 1.0, -1.0)).astype(np.float32)
+
+
+def test_gate_splits_bursts_over_noise_that_the_vad_calls_speech():
+    # Stand-in for webrtcvad under steady noise: every frame is "speech". Noise at -40 dBFS,
+    # bursts at -14 dBFS (26 dB above), 60-frame (1.8 s) noise gaps > 44-frame hangover.
+    noise, burst = (lambda n: square(n, 0.01)), (lambda n: square(n, 0.2))
+    audio = np.concatenate([noise(40), burst(40), noise(60), burst(40), noise(60)])
+    always = lambda pcm: True  # noqa: E731
+    pad = 10 * F30
+    gated = feed(Segmenter(VadConfig(noise_gate_db=10.0), SR, is_speech=always), audio, None)
+    assert check_audio_invariant(gated, audio) == [
+        (40 * F30 - pad, 80 * F30 + pad, "silence"),
+        (140 * F30 - pad, 180 * F30 + pad, "silence"),
+    ]
+    merged = feed(Segmenter(VadConfig(noise_gate_db=0.0), SR, is_speech=always), audio, None)
+    assert check_audio_invariant(merged, audio) == [(0, audio.size, "eof")]
+
+
+def test_gate_with_webrtcvad_on_harmonic_bursts_over_steady_noise():
+    rng = np.random.default_rng(5)
+
+    def noise(n_frames: int) -> np.ndarray:
+        return (rng.standard_normal(n_frames * F30) * 0.05).astype(np.float32)  # -26 dBFS
+
+    # harmonic at about -7 dBFS (19 dB above the noise); noise gaps of 60 frames (1.8 s)
+    audio = noise(100)
+    for _ in range(3):
+        audio = np.concatenate([audio, 3 * harmonic(40 * F30) + noise(40), noise(60)])
+    gated = feed(Segmenter(VadConfig(noise_gate_db=10.0), SR), audio, rng)
+    gated = check_audio_invariant(gated, audio)
+    assert len(gated) == 3, gated
+    for k, (s, e, _) in enumerate(gated):
+        on = (100 + 100 * k) * F30  # burst k starts here and lasts 40 frames
+        assert on - 10 * F30 - F30 <= s <= on and on + 40 * F30 <= e <= on + 56 * F30
+    ungated = feed(Segmenter(VadConfig(noise_gate_db=0.0), SR), audio, rng)
+    assert len(check_audio_invariant(ungated, audio)) == 1  # webrtcvad calls the noise speech
+
+
+def test_gate_leaves_clean_input_unchanged():
+    z = lambda n: np.zeros(n * F30, np.float32)  # noqa: E731
+    audio = np.concatenate([z(40), harmonic(50 * F30), z(60), harmonic(40 * F30), z(20)])
+    off, on10, on40 = [
+        check_audio_invariant(feed(Segmenter(VadConfig(noise_gate_db=g), SR), audio, None), audio)
+        for g in (0.0, 10.0, 40.0)
+    ]
+    # Pads: 10 frames. Gated, webrtcvad's own hangover frames over the digital silence no
+    # longer count as speech, so the ends are exactly speech end + pad (ungated: later).
+    assert on10 == on40 == [(30 * F30, 100 * F30, "silence"), (140 * F30, 200 * F30, "eof")]
+    assert [(s, r) for s, _, r in off] == [(s, r) for s, _, r in on10]
+    assert all(e0 <= e <= e0 + 6 * F30 for (_, e0, _), (_, e, _) in zip(on10, off, strict=True))
