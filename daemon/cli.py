@@ -130,6 +130,10 @@ def _run(argv: list[str] | None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    from daemon.source import open_source
+
+    # The input is checked before torch and the model load (seconds), so a typo fails at once.
+    source = open_source(cfg.input)
     import torch
 
     # Set before any model work; inter-op threads can only be set once per process.
@@ -140,10 +144,8 @@ def _run(argv: list[str] | None) -> int:
     from daemon.model import load_backend
     from daemon.pipeline import Pipeline
     from daemon.sinks import open_sinks
-    from daemon.source import open_source
 
     backend = load_backend(cfg.model.path, cfg.model.threads)
-    source = open_source(cfg.input)
     sinks: list[Sink] = []
     try:
         sinks = open_sinks(cfg.output.targets, cfg.output, stdout=out)
