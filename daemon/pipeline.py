@@ -44,6 +44,7 @@ from daemon.backend import ModelBackend
 from daemon.config import Config
 from daemon.errors import ConfigError, IntentdError
 from daemon.events import SpeechEndEvent, SpeechStartEvent
+from daemon.handover import put_unless
 from daemon.resample import StreamResampler
 from daemon.sinks import Sink
 from daemon.source import AudioSource
@@ -131,13 +132,7 @@ class SegmenterStage:
             self._handle(self.segmenter.process(self.resampler.process(block)))
 
     def _put(self, item: Any) -> None:
-        # Blocking hand-over (no data loss), but give up when shutdown is being abandoned.
-        while not self.abort.is_set():
-            try:
-                self.out.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        put_unless(self.out, item, self.abort, poll_s=0.2)
 
     def _windows(self, utt_id: int, utt: _Open, pairs: list[tuple[int, np.ndarray]]) -> None:
         for start, window in pairs:
@@ -276,12 +271,7 @@ class Pipeline:
                 self._abort.set()
 
     def _put_block(self, item: Any) -> None:
-        while not self._abort.is_set():
-            try:
-                self._blocks.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        put_unless(self._blocks, item, self._abort, poll_s=0.2)
 
     def _read_loop(self) -> None:
         try:

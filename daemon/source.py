@@ -25,6 +25,7 @@ import numpy as np
 
 from daemon.config import InputConfig
 from daemon.errors import ConfigError, DataError
+from daemon.handover import put_unless
 
 log = logging.getLogger(__name__)
 
@@ -319,12 +320,7 @@ class StdinSource:
         self._thread.start()
 
     def _put(self, item: np.ndarray | None) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_unless(self._queue, item, self._stop, poll_s=0.1)
 
     def _run(self) -> None:
         stream = self._stream
