@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daemon.errors import DataError
+from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
 from trainer.democall import make_call, speech_bounds
 from trainer.synth import (
@@ -93,6 +93,23 @@ def test_split_is_voice_disjoint(tiny_set: Path) -> None:
     tr, te = split_speakers(7, 0.2)
     assert {s.variant for s in tr}.isdisjoint({s.variant for s in te})
     assert {s.voice_id for s in te} >= test_voices
+
+
+def test_accent_restricted_split_keeps_kinds_apart() -> None:
+    tr, te = split_speakers(7, 0.2, train_accents=("en-us", "en-us-nyc"),
+                            test_accents=("en-gb-scotland",))
+    assert {s.accent for s in tr} == {"en-us", "en-us-nyc"}
+    assert {s.accent for s in te} == {"en-gb-scotland"}
+    assert {s.variant for s in tr}.isdisjoint({s.variant for s in te})
+    full_tr, full_te = split_speakers(7, 0.2)
+    # Restricting accents never changes which variants are held out.
+    assert {s.variant for s in te} == {s.variant for s in full_te}
+    assert {s.variant for s in tr} == {s.variant for s in full_tr}
+
+
+def test_unknown_accent_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="--test-accents: unknown accent 'en-mars'"):
+        SynthOptions(test_accents=("en-mars",)).validate()
 
 
 def test_deterministic_across_runs_and_jobs(tiny_spec: Path, tiny_set: Path,

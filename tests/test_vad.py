@@ -6,20 +6,26 @@ import numpy as np
 import pytest
 
 from daemon.config import VadConfig
-from daemon.vad import (
+from daemon.noisefloor import (
     NOISE_FLOOR_MIN_DBFS,
-    Discarded,
+    WEAK_MIN_DB,
+    FooledLevel,
     NoiseFloor,
+    NoiseGate,
+    frame_energy_dbfs,
+)
+from daemon.vad import (
+    Discarded,
     Segmenter,
     UtteranceAudio,
     UtteranceEnd,
     UtteranceStart,
     VadEvent,
     VadStateMachine,
-    frame_energy_dbfs,
 )
 
 # 10 ms frames: trigger ring 5 frames (need 3 voiced), pad 2, hangover 4, min speech 3.
+# Ungated: every voiced frame is strong evidence (the rules without hysteresis).
 SMALL = VadConfig(
     aggressiveness=2,
     frame_ms=10,
@@ -29,6 +35,7 @@ SMALL = VadConfig(
     min_silence_ms=40,
     min_speech_ms=30,
     max_utterance_s=1.0,
+    noise_gate_db=0.0,
 )
 
 
@@ -47,6 +54,9 @@ def test_frame_counts_from_defaults():
     sm = VadStateMachine(VadConfig())
     assert (sm.window_frames, sm.need_voiced, sm.pad_frames) == (10, 6, 10)
     assert (sm.silence_frames, sm.min_speech_frames, sm.max_frames) == (44, 9, 500)
+    assert (sm.reach_frames, sm.bridge_frames) == (0, 4)  # gate off by default: no reach
+    gated = VadStateMachine(VadConfig(noise_gate_db=10.0))
+    assert (gated.reach_frames, gated.bridge_frames) == (34, 4)  # 1 s, 120 ms
 
 
 def test_trigger_with_preroll_and_silence_end():
@@ -162,6 +172,75 @@ def test_discard_and_split_continuation_carry_voiced_frames():
 def test_event_type():
     assert VadStateMachine(SMALL).step(True) == []
     assert VadEvent("start", 0, 3) == VadEvent("start", 0, 3, "")
+
+
+# ------------------------------------------------------------- hysteresis (gated machine)
+
+# 30 ms frames: ring 5 (need 3 strong), pad 2, hangover 10, reach 34 (1 s), bridge 4 (120 ms).
+GATED = VadConfig(frame_ms=30, speech_pad_ms=60, trigger_window_ms=150, min_silence_ms=300,
+                  min_speech_ms=90, max_utterance_s=15.0, noise_gate_db=10.0)
+
+
+def graded(flags: str, cfg: VadConfig = GATED) -> list[VadEvent]:
+    """Feed '1' (strong), 'w' (weak only) and '0' frames; return every event, flush included."""
+    sm = VadStateMachine(cfg)
+    events = [e for ch in flags.replace(" ", "") for e in sm.step(ch == "1", ch in "1w")]
+    return events + sm.flush()
+
+
+def test_onset_reaches_back_over_weak_frames_and_short_gaps():
+    # weak 10-11, gap 12, weak 13, strong 14-16 (trigger at 16); frames 5-9: 5 > 4 unweak
+    events = graded("00000 00000 ww0w 111" + "0" * 10)
+    assert events == [VadEvent("start", 0, 8, voiced_start=10),  # onset 10 - pad 2
+                      VadEvent("end", 0, 19, "silence", 10, 17)]
+    # ungated the weak flags play no part: the onset is the first strong frame
+    ungated = VadConfig(**{**GATED.__dict__, "noise_gate_db": 0.0})
+    assert graded("00000 00000 ww0w 111" + "0" * 10, ungated)[0] == VadEvent(
+        "start", 0, 12, voiced_start=14)
+
+
+def test_onset_bridges_at_most_bridge_frames():
+    assert graded("0000 w 0000 111")[0] == VadEvent("start", 0, 2, voiced_start=4)
+    assert graded("0000 w 00000 111")[0] == VadEvent("start", 0, 8, voiced_start=10)
+
+
+def test_onset_reaches_back_at_most_reach_frames():
+    # 50 weak frames, first strong at 50: the onset stops 34 frames before it
+    assert graded("w" * 50 + "111")[0] == VadEvent("start", 0, 14, voiced_start=16)
+
+
+def test_onset_and_preroll_stop_at_previous_end():
+    # utterance 0: hangover 3..12 after its last strong frame 2, weak tail up to 12, so it
+    # ends at 13 (capped where the hangover ended); the weak frame 13 is the next onset and
+    # its pre-roll would overlap utterance 0
+    events = graded("111" + "w" * 10 + "w 111" + "0" * 10)
+    assert events[:3] == [VadEvent("start", 0, 0, voiced_start=0),
+                          VadEvent("end", 0, 13, "silence", 0, 13),
+                          VadEvent("start", 1, 13, voiced_start=13)]
+    # a pre-roll that fits is kept: utterance 0 ends at 5, the onset at 13 starts at 11
+    events = graded("111" + "0" * 10 + "ww 111" + "0" * 10)
+    assert events[1:3] == [VadEvent("end", 0, 5, "silence", 0, 3),
+                           VadEvent("start", 1, 11, voiced_start=13)]
+    sm = VadStateMachine(GATED)
+    for ch in "111" + "0" * 10:
+        sm.step(ch == "1")
+    assert sm.step(False, True) == [] and not sm.in_speech  # weak frames never trigger
+
+
+def test_weak_tail_extends_the_end_but_does_not_hold_the_utterance_open():
+    # weak 3-4, gap 5, weak 6: the voiced span ends at 7, the end at 7 + pad
+    assert graded("111 ww0w" + "0" * 10) == [VadEvent("start", 0, 0, voiced_start=0),
+                                             VadEvent("end", 0, 9, "silence", 0, 7)]
+    # a weak frame after more than 4 unweak frames is not attached
+    assert graded("111 00000 w" + "0" * 10)[1] == VadEvent("end", 0, 5, "silence", 0, 3)
+    # endless weak frames: still ends 10 frames after the last strong one (at frame 13)
+    assert graded("111" + "w" * 30)[1] == VadEvent("end", 0, 13, "silence", 0, 13)
+
+
+def test_weak_tail_reaches_at_most_reach_frames_past_the_last_strong_frame():
+    cfg = VadConfig(**{**GATED.__dict__, "min_silence_ms": 1500})  # hangover 50 frames
+    # weak frames attach up to frame 2 + 34 = 36; end = 36 + 1 + pad 2
+    assert graded("111" + "w" * 60, cfg)[1] == VadEvent("end", 0, 39, "silence", 0, 37)
 
 
 # --------------------------------------------------------------------------- Segmenter
@@ -364,3 +443,108 @@ def test_gate_leaves_clean_input_unchanged():
     assert on10 == on40 == [(30 * F30, 100 * F30, "silence"), (140 * F30, 200 * F30, "eof")]
     assert [(s, r) for s, _, r in off] == [(s, r) for s, _, r in on10]
     assert all(e0 <= e <= e0 + 6 * F30 for (_, e0, _), (_, e, _) in zip(on10, off, strict=True))
+
+
+# ------------------------------------------------------------------ gate with hysteresis
+
+NOISE, QUIET, LOUD = 0.01, 0.02, 0.2  # -40 dBFS; +6 dB: weak, not strong; +26 dB: strong
+PAD = 10 * F30
+
+
+def always(pcm: bytes) -> bool:
+    """webrtcvad fooled by the noise: every frame is "speech", the gate alone decides."""
+    return True
+
+
+def command(quiet: int, gap: int, loud: int, quiet_first: bool = True) -> np.ndarray:
+    """A quiet word and a loud part ``gap`` noise frames apart (frame counts)."""
+    q, g, ld = square(quiet, QUIET), square(gap, NOISE), square(loud, LOUD)
+    return np.concatenate([q, g, ld] if quiet_first else [ld, g, q])
+
+
+def gated_utterances(audio: np.ndarray, rng: np.random.Generator | None = None,
+                     gate_db: float = 10.0) -> tuple[list, list]:
+    events = feed(Segmenter(VadConfig(noise_gate_db=gate_db), SR, is_speech=always), audio, rng)
+    voiced = [(e.voiced_start_sample, e.voiced_end_sample) for e in events
+              if isinstance(e, UtteranceEnd)]
+    return check_audio_invariant(events, audio), voiced
+
+
+def test_gate_start_is_the_quiet_first_word_minus_the_pad():
+    # noise 0-199, quiet word 200-209, 2 noise frames, loud 212-241, noise
+    audio = np.concatenate([square(200, NOISE), command(10, 2, 30), square(80, NOISE)])
+    kept, voiced = gated_utterances(audio)
+    # The plain gate started at the loud part: 212 * F30 - PAD.
+    assert kept == [(200 * F30 - PAD, 242 * F30 + PAD, "silence")]
+    assert voiced == [(200 * F30, 242 * F30)]
+
+
+def test_gate_quiet_tail_stays_in_the_utterance():
+    # loud 200-229, 2 noise frames, quiet word 232-241
+    audio = np.concatenate([square(200, NOISE), command(10, 2, 30, quiet_first=False),
+                            square(80, NOISE)])
+    kept, voiced = gated_utterances(audio)
+    assert kept == [(200 * F30 - PAD, 242 * F30 + PAD, "silence")]
+    assert voiced == [(200 * F30, 242 * F30)]
+
+
+def test_gate_two_commands_2s_apart_in_noise_stay_two_utterances():
+    # commands at 200 and 309 (after 67 noise frames = 2.01 s), each quiet word first
+    c = command(10, 2, 30)
+    audio = np.concatenate([square(200, NOISE), c, square(67, NOISE), c, square(80, NOISE)])
+    want = [(200 * F30 - PAD, 242 * F30 + PAD, "silence"),
+            (309 * F30 - PAD, 351 * F30 + PAD, "silence")]
+    for rng in (None, np.random.default_rng(11)):  # any block sizes: the same events
+        kept, voiced = gated_utterances(audio, rng)
+        assert kept == want
+        assert voiced == [(200 * F30, 242 * F30), (309 * F30, 351 * F30)]
+    assert gated_utterances(audio, gate_db=0.0)[0] == [(0, audio.size, "eof")]
+
+
+GATE_10DB = VadConfig(noise_gate_db=10.0)  # the other defaults
+
+
+def test_gate_steady_noise_alone_never_triggers():
+    rng = np.random.default_rng(4)
+    white = (rng.standard_normal(20 * SR) * 0.05).astype(np.float32)  # -26 dBFS, 20 s
+    # slowly varying noise, 0-8 dB above its quietest frames, every 0.3 s a new level
+    levels = np.repeat(10 ** (rng.uniform(0, 8, 67) / 20), 10 * F30)
+    wobbly = (levels * rng.standard_normal(levels.size) * 0.01).astype(np.float32)
+    for noise in (white, wobbly):
+        assert feed(Segmenter(GATE_10DB, SR, is_speech=always), noise, rng) == []
+    # with webrtcvad: it calls the noise speech (ungated: speech all along), the gate does not
+    assert feed(Segmenter(GATE_10DB, SR), white, rng) == []
+    ungated = feed(Segmenter(VadConfig(noise_gate_db=0.0), SR), white, rng)
+    assert [(s, r) for s, _, r in check_audio_invariant(ungated, white)] == [
+        (0, "max_length"), (15 * SR, "eof")]
+
+
+def test_weak_margin_follows_the_noise_that_fools_the_vad():
+    # floor exactly -40 dBFS (40% of the frames); noise frames 0, 0, 3, 6, 9 dB above it
+    cycle = [-40.0, -40.0, -37.0, -34.0, -31.0]
+    for vad_says, margin in ((False, WEAK_MIN_DB), (True, 9.0)):
+        gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+        assert gate.weak_margin_db == WEAK_MIN_DB
+        strong = [k for k in range(300) if gate.judge(k, vad_says, cycle[k % 5], idle=True)[0]]
+        assert strong == ([0] if vad_says else [])  # frame 0 meets the absolute floor only
+        assert gate.weak_margin_db == margin
+    gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+    for k in range(300):  # fooling noise louder than the gate: the margin stops at the gate
+        gate.judge(k, True, [-40.0, -40.0, -36.0, -32.0, -28.0][k % 5], idle=True)
+    assert gate.weak_margin_db == 10.0
+
+
+def test_noise_gate_counts_idle_frames_before_an_onset_as_noise():
+    gate = NoiseGate(10.0, 30, noise_delay_frames=100)
+    for k in range(50):  # at the floor (the first frame sets it), webrtcvad fooled
+        gate.judge(k, True, -40.0, idle=True)
+    assert gate.fooled.level_db == -np.inf  # still within reach of a future onset
+    gate.onset_at(40)  # frames 0-39 were noise, 40-49 belong to the utterance
+    assert gate.fooled.level_db == 0.0
+    fl = FooledLevel(30, window_s=0.6)  # 20 frames: the 90th percentile is the 19th value
+    for _ in range(19):
+        fl.add(False, 20.0)  # loud, but webrtcvad was not fooled: it does not count
+    fl.add(True, 7.0)
+    assert fl.level_db == -np.inf  # 1 frame in 20 fooled webrtcvad
+    fl.add(True, 4.0)
+    assert fl.level_db == 4.0  # 2 in 20: only 10% of the noise is above 4 dB and fooling

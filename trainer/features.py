@@ -207,11 +207,13 @@ class EmbeddingAugment:
     """Random time crop and Gaussian noise on an embedding sequence ``[T, 96]``.
 
     The daemon's VAD cuts utterances with varying pre/post-roll and a live room adds noise;
-    cropping up to 15% at each end and jittering the embeddings teaches the head the same
-    invariances without re-running the front-end (the model adds its own span masks).
+    cropping up to 3% at each end and jittering the embeddings teaches the head the same
+    invariances without re-running the front-end (the model adds its own span masks). The
+    crop stays small because the deciding word often ends the phrase ("... in Greece"):
+    cropping 15% cut it off, taught the head wrong labels and cost ~2 points on banking.
     """
 
-    def __init__(self, rng: np.random.Generator, crop: float = 0.15, noise: float = 0.1) -> None:
+    def __init__(self, rng: np.random.Generator, crop: float = 0.03, noise: float = 0.1) -> None:
         self.rng, self.crop, self.noise = rng, crop, noise
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
