@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import datasets
 import evaluate
 import numpy as np
+
+from trainer.metrics._info import class_id_metric_info
 
 _DESCRIPTION = "Accuracy = (number of correct predictions) / (number of predictions)."
 _KWARGS = """
@@ -18,14 +19,7 @@ Returns:
 
 class Accuracy(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return class_id_metric_info(_DESCRIPTION, _KWARGS)
 
     def _compute(self, predictions: list[int], references: list[int]) -> dict[str, float]:
         p = np.asarray(predictions, dtype=np.int64)

@@ -7,9 +7,10 @@ intent scores F1 = 0); classes with neither are left out, as scikit-learn's
 
 from __future__ import annotations
 
-import datasets
 import evaluate
 import numpy as np
+
+from trainer.metrics._info import class_id_metric_info
 
 _DESCRIPTION = "Macro F1 = mean over classes of 2*TP / (2*TP + FP + FN)."
 _KWARGS = """
@@ -24,14 +25,7 @@ Returns:
 
 class MacroF1(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-        )
+        return class_id_metric_info(_DESCRIPTION, _KWARGS)
 
     def _compute(
         self, predictions: list[int], references: list[int], num_labels: int | None = None
