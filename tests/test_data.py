@@ -3,13 +3,13 @@ the scoring helpers of trainer.report. Fast: no training, tiny generated audio."
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from audiofolder import write_split
 
 from daemon.errors import DataError
 from daemon.windowing import WindowSpec
@@ -29,17 +29,12 @@ def _tone(path: Path, freq: float, seconds: float = 1.0, rate: int = RATE) -> No
 def _audiofolder(root: Path, per_label: dict[str, dict[str, int]]) -> Path:
     """``per_label[split][label] = n`` tone files with metadata.csv in each split dir."""
     freqs = {"low": 300.0, "mid": 900.0, "high": 2500.0, "other": 5000.0}
+    t = np.arange(RATE) / RATE
     for split, counts in per_label.items():
-        d = root / split
-        d.mkdir(parents=True)
-        with open(d / "metadata.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file_name", "label", "text", "voice"])
-            for label, n in counts.items():
-                for i in range(n):
-                    name = f"{label}_{i}.wav"
-                    _tone(d / name, freqs[label] + 10 * i)
-                    w.writerow([name, label, label, f"v{i}"])
+        write_split(root, split, (
+            (f"{label}_{i}.wav", label, f"v{i}",
+             (0.3 * np.sin(2 * np.pi * (freqs[label] + 10 * i) * t)).astype(np.float32))
+            for label, n in counts.items() for i in range(n)))
     return root
 
 

@@ -3,7 +3,6 @@ compact model on synthetic speech (utterance view), plus --resume from the cache
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from audiofolder import write_split
 
 from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
 
@@ -23,20 +23,16 @@ def _tone_folder(root: Path, train: int, test: int) -> Path:
     """Three 'intents' that differ in pitch; 1 s clips, so one window per clip."""
     rng = np.random.default_rng(0)
     freqs = {"high": 2500.0, "low": 300.0, "mid": 900.0}
+    t = np.arange(16000) / 16000
+
+    def clip(freq: float) -> np.ndarray:
+        x = 0.3 * np.sin(2 * np.pi * freq * (1 + 0.03 * rng.standard_normal()) * t)
+        return x + 0.02 * rng.standard_normal(t.size)
+
     for split, n in (("train", train), ("test", test)):
-        d = root / split
-        d.mkdir(parents=True)
-        with open(d / "metadata.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file_name", "label", "text", "voice"])
-            for label, freq in freqs.items():
-                for i in range(n):
-                    t = np.arange(16000) / 16000
-                    x = 0.3 * np.sin(2 * np.pi * freq * (1 + 0.03 * rng.standard_normal()) * t)
-                    x += 0.02 * rng.standard_normal(t.size)
-                    sf.write(d / f"{label}{i}.wav", x.astype(np.float32), 16000,
-                             subtype="PCM_16")
-                    w.writerow([f"{label}{i}.wav", label, label, f"{split}{i}"])
+        # A list, not a generator: the draws from rng keep their order (label, then i).
+        write_split(root, split, [(f"{label}{i}.wav", label, f"{split}{i}", clip(freq))
+                                  for label, freq in freqs.items() for i in range(n)])
     return root
 
 

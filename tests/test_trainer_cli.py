@@ -3,7 +3,6 @@ naming the file (and line), never a traceback. Runs as subprocesses, like a user
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from audiofolder import write_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,18 +33,12 @@ def _assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
 
 
 def _folder(root: Path, rows: dict[str, list[tuple[str, str]]]) -> Path:
+    tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000)
     for split, items in rows.items():
-        d = root / split
-        d.mkdir(parents=True)
-        with open(d / "metadata.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file_name", "label", "text", "voice"])
-            for name, label in items:
-                if name.endswith(".wav") and not name.startswith("missing"):
-                    t = np.arange(8000) / 16000
-                    sf.write(d / name, 0.2 * np.sin(2 * np.pi * 440 * t), 16000,
-                             subtype="PCM_16")
-                w.writerow([name, label, label, "v"])
+        write_split(root, split, [
+            (name, label, "v",
+             tone if name.endswith(".wav") and not name.startswith("missing") else None)
+            for name, label in items])
     return root
 
 
