@@ -335,6 +335,11 @@ def split_examples(
     return train, test
 
 
+def _undecodable(ex: Example, err: Exception) -> DataError:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return DataError(f"{ex.where}: cannot decode audio ({msg}); re-export it as 16-bit PCM WAV")
+
+
 def _check_header(ex: Example) -> None:
     """Cheap up-front check (header only) so a corrupt file fails before any training."""
     if ex.path is None:
@@ -342,10 +347,7 @@ def _check_header(ex: Example) -> None:
     try:
         info = sf.info(str(ex.path))
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(
-            f"{ex.where}: cannot decode audio ({msg}); re-export it as 16-bit PCM WAV"
-        ) from err
+        raise _undecodable(ex, err) from err
     if info.frames == 0:
         raise DataError(f"{ex.where}: audio has no samples; re-record it or drop it")
 
@@ -356,10 +358,7 @@ def load_audio(ex: Example, target_rate_hz: int) -> np.ndarray:
     try:
         audio, rate = sf.read(source, dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(
-            f"{ex.where}: cannot decode audio ({msg}); re-export it as 16-bit PCM WAV"
-        ) from err
+        raise _undecodable(ex, err) from err
     if audio.size == 0:
         raise DataError(f"{ex.where}: audio has no samples; re-record it or drop it")
     if not np.all(np.isfinite(audio)):
