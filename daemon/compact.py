@@ -2,9 +2,16 @@
 
 ``CompactFeatureExtractor`` turns raw 16 kHz audio into padded embedding sequences
 (``daemon.embedding``, one 96-d vector per 80 ms) and ``CompactForAudioClassification`` maps
-a sequence to intent logits: input LayerNorm -> projection -> depthwise-separable 1-D conv
-block(s) -> bidirectional GRU (context over the whole utterance) -> multi-head attention
-pooling over valid frames -> linear. Training-time augmentation
+a sequence to intent logits: input LayerNorm -> projection -> a head -> linear. Two heads
+(``CompactConfig.head_type``, layers in ``daemon.compact_layers``):
+
+* ``keyword_cnn`` (default): parallel 1-D convolutions (kernels 3, 5, 9) as local keyword
+  detectors, max- and mean-pooled over time. Position-invariant, so it generalises to
+  phrasings never heard in training (banking held-out voices: 95% clean, 86.5% noisy).
+* ``gru_attention``: depthwise-separable conv block(s) -> bidirectional GRU -> multi-head
+  attention pooling (the earlier default; 91% / 83.6% on the same split).
+
+Training-time augmentation
 (SpecAugment-style time/feature masks and input dropout) lives inside ``forward`` so any
 trainer gets it just by calling ``model.train()``.
 
@@ -33,11 +40,13 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from daemon import compact_layers as layers
 from daemon import embedding
 
 logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "intentd-compact"
+HEAD_TYPES = ("keyword_cnn", "gru_attention")
 
 
 class CompactConfig(PretrainedConfig):
@@ -52,7 +61,9 @@ class CompactConfig(PretrainedConfig):
     def __init__(
         self,
         embedding_dim: int = embedding.EMBEDDING_DIM,
-        hidden_size: int = 192,
+        head_type: str = "keyword_cnn",
+        hidden_size: int = 256,
+        kernel_sizes: tuple[int, ...] | list[int] = (3, 5, 9),
         num_conv_layers: int = 1,
         conv_kernel_size: int = 5,
         gru_hidden_size: int = 128,
@@ -70,14 +81,21 @@ class CompactConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
-        if conv_kernel_size % 2 != 1:
-            raise ValueError(
-                f"conv_kernel_size must be odd (same-length conv), got {conv_kernel_size}"
-            )
+        if head_type not in HEAD_TYPES:
+            raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got "
+                             f"{head_type!r}")
+        kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        for k in (conv_kernel_size, *kernel_sizes):
+            if k % 2 != 1:
+                raise ValueError(f"conv kernel sizes must be odd (same-length conv), got {k}")
+        if not kernel_sizes:
+            raise ValueError("kernel_sizes must name at least one kernel size")
         if attention_heads < 1:
             raise ValueError(f"attention_heads must be >= 1, got {attention_heads}")
         self.embedding_dim = embedding_dim
+        self.head_type = head_type
         self.hidden_size = hidden_size
+        self.kernel_sizes = list(kernel_sizes)
         self.num_conv_layers = num_conv_layers
         self.conv_kernel_size = conv_kernel_size
         self.gru_hidden_size = gru_hidden_size
@@ -97,90 +115,6 @@ class CompactConfig(PretrainedConfig):
         # transformers 5 no longer derives label2id from id2label.
         if self.id2label and not getattr(self, "label2id", None):
             self.label2id = {label: int(i) for i, label in self.id2label.items()}
-
-
-class _SeparableConvBlock(nn.Module):
-    """Depthwise conv over time + pointwise mix, residual, post-norm."""
-
-    def __init__(self, hidden: int, kernel: int, dropout: float) -> None:
-        super().__init__()
-        self.depthwise = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden)
-        self.pointwise = nn.Conv1d(hidden, hidden, 1)
-        self.act = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden)
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # h [B, T, H]; padded frames are zero so they act like the conv's own edge padding.
-        y = self.pointwise(self.depthwise(h.transpose(1, 2))).transpose(1, 2)
-        h = self.norm(h + self.dropout(self.act(y)))
-        return h * mask.unsqueeze(-1)
-
-
-class _GRUBlock(nn.Module):
-    """Bidirectional GRU over valid frames, residual, post-norm.
-
-    Intents hinge on word combinations spread over a 2-4 s utterance, beyond the conv's
-    receptive field; the GRU gives every frame the whole utterance as context.
-    """
-
-    def __init__(self, hidden: int, gru_hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.gru = nn.GRU(hidden, gru_hidden, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * gru_hidden, hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden)
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Packing keeps the backward direction from starting in the padding, so a clip
-        # scores the same alone and in a padded batch.
-        lengths = mask.sum(dim=1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(
-            h, lengths, batch_first=True, enforce_sorted=False
-        )
-        y, _ = self.gru(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=h.shape[1])
-        h = self.norm(h + self.dropout(self.out(y)))
-        return h * mask.unsqueeze(-1)
-
-
-class _AttentionPool(nn.Module):
-    """Softmax-weighted means over valid frames, one per head, mixed back to ``hidden``.
-
-    Several heads let the head attend to several key words at once (e.g. "card" and
-    "abroad") instead of one summary position.
-    """
-
-    def __init__(self, hidden: int, attn_hidden: int, heads: int) -> None:
-        super().__init__()
-        self.score = nn.Sequential(
-            nn.Linear(hidden, attn_hidden), nn.Tanh(), nn.Linear(attn_hidden, heads)
-        )
-        self.mix = nn.Linear(hidden * heads, hidden) if heads > 1 else nn.Identity()
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(h)  # [B, T, heads]
-        scores = scores.masked_fill(~mask.unsqueeze(-1), torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=1)
-        pooled = torch.einsum("btk,bth->bkh", weights, h)
-        return self.mix(pooled.flatten(1))
-
-
-def _span_masks(
-    lengths: torch.Tensor, size: int, count: int, max_width: int, per_row_limit: torch.Tensor
-) -> torch.Tensor:
-    """``[B, size]`` bool: ``count`` random spans per row, each ``<= max_width`` wide and
-    inside ``[0, per_row_limit)``."""
-    b = lengths.shape[0]
-    device = lengths.device
-    out = torch.zeros(b, size, dtype=torch.bool, device=device)
-    pos = torch.arange(size, device=device)[None, :]
-    for _ in range(count):
-        width = torch.randint(0, max_width + 1, (b,), device=device)
-        width = torch.minimum(width, per_row_limit // 2)  # never blank most of a short clip
-        start = (torch.rand(b, device=device) * (per_row_limit - width + 1).float()).long()
-        out |= (pos >= start[:, None]) & (pos < (start + width)[:, None])
-    return out
 
 
 class CompactPreTrainedModel(PreTrainedModel):
@@ -214,15 +148,23 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         self.input_norm = nn.LayerNorm(config.embedding_dim)
         self.input_dropout = nn.Dropout(config.input_dropout)
         self.projection = nn.Linear(config.embedding_dim, h)
-        self.blocks = nn.ModuleList(
-            _SeparableConvBlock(h, config.conv_kernel_size, config.dropout)
-            for _ in range(config.num_conv_layers)
-        )
-        if config.gru_hidden_size > 0:
-            self.blocks.append(_GRUBlock(h, config.gru_hidden_size, config.dropout))
-        self.pool = _AttentionPool(h, config.attention_hidden_size, config.attention_heads)
+        self.blocks = nn.ModuleList()
+        self.pool: nn.Module
+        if config.head_type == "keyword_cnn":
+            self.pool = layers.KeywordConvPool(h, config.kernel_sizes, config.dropout)
+            pooled = self.pool.out_size
+        else:
+            self.blocks.extend(
+                layers.SeparableConvBlock(h, config.conv_kernel_size, config.dropout)
+                for _ in range(config.num_conv_layers)
+            )
+            if config.gru_hidden_size > 0:
+                self.blocks.append(layers.GRUBlock(h, config.gru_hidden_size, config.dropout))
+            self.pool = layers.AttentionPool(h, config.attention_hidden_size,
+                                             config.attention_heads)
+            pooled = h
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(h, config.num_labels)
+        self.classifier = nn.Linear(pooled, config.num_labels)
         self.post_init()
 
     def _augment(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -232,11 +174,13 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         _, t, d = x.shape
         keep = torch.ones_like(x)
         if cfg.time_mask_count > 0 and cfg.time_mask_max_frames > 0:
-            tm = _span_masks(lengths, t, cfg.time_mask_count, cfg.time_mask_max_frames, lengths)
+            tm = layers.span_masks(lengths, t, cfg.time_mask_count, cfg.time_mask_max_frames,
+                                   lengths)
             keep = keep * (~tm).unsqueeze(-1)
         if cfg.feature_mask_count > 0 and cfg.feature_mask_max_dims > 0:
             dims = torch.full_like(lengths, d)
-            fm = _span_masks(lengths, d, cfg.feature_mask_count, cfg.feature_mask_max_dims, dims)
+            fm = layers.span_masks(lengths, d, cfg.feature_mask_count,
+                                   cfg.feature_mask_max_dims, dims)
             keep = keep * (~fm).unsqueeze(1)
         return x * keep
 
@@ -268,7 +212,10 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         if self.training:
             x = self._augment(x, mask)
         x = self.input_dropout(x)
-        h = self.projection(x) * mask.unsqueeze(-1)
+        h = self.projection(x)
+        if self.config.head_type == "keyword_cnn":
+            h = nn.functional.gelu(h)  # the detectors combine non-negative-ish evidence
+        h = h * mask.unsqueeze(-1)
         for block in self.blocks:
             h = block(h, mask)
         logits = self.classifier(self.dropout(self.pool(h, mask)))

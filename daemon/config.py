@@ -3,6 +3,8 @@
 Every value is validated at start-up; a bad one raises :class:`ConfigError` with one line
 ``FILE:LINE: section.key = VALUE is invalid; allowed: ...``. Defaults live in the
 dataclasses; ``config.yaml`` at the repository root documents every key.
+Parsing the file and tracking the line of each key is :mod:`daemon.config_yaml`;
+this module holds the schema, the validation rules and :func:`load_config`.
 
 Relative paths written in a config file (``model.path``, a file ``input.source``,
 ``unix:PATH`` targets) are resolved against the directory of that file, so a service can
@@ -20,8 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from daemon.config_yaml import ConfigContext, read_yaml
 from daemon.errors import ConfigError
 from daemon.windowing import WindowSpec
 
@@ -181,70 +182,7 @@ def parse_target(text: str) -> OutputTarget:
 # --------------------------------------------------------------------------- loading
 
 
-class _Ctx:
-    """Where values came from, for error messages: file name and line per dotted key."""
-
-    def __init__(self, origin: str, lines: dict[str, int]) -> None:
-        self.origin = origin
-        self.lines = lines
-        self.from_override: set[str] = set()
-
-    def where(self, key: str) -> str:
-        if key in self.from_override:
-            return "command line"
-        line = self.lines.get(key)
-        return f"{self.origin}:{line}" if line else self.origin
-
-    def fail(self, key: str, value: object, allowed: str) -> ConfigError:
-        return ConfigError(f"{self.where(key)}: {key} = {value!r} is invalid; allowed: {allowed}")
-
-
-def _key_lines(node: yaml.Node | None, origin: str, prefix: str = "") -> dict[str, int]:
-    """Line number of each dotted key; rejects duplicate keys (YAML keeps the last silently)."""
-    out: dict[str, int] = {}
-    if not isinstance(node, yaml.MappingNode):
-        return out
-    for knode, vnode in node.value:
-        key = f"{prefix}{knode.value}"
-        line = knode.start_mark.line + 1
-        if key in out:
-            first = out[key]
-            raise ConfigError(f"{origin}:{line}: duplicate key {key} (first set on line {first})")
-        out[key] = line
-        if not prefix:
-            out.update(_key_lines(vnode, origin, f"{key}."))
-    return out
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    origin = str(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {origin} (pass --config PATH)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {origin}: {exc}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        lines = _key_lines(node, origin)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{origin}:{mark.line + 1}" if mark else origin
-        col = f" (column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{where}: YAML syntax error: {exc.problem}{col}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: YAML syntax error: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{origin}: the top level must be a mapping of sections (input:, vad:, ...)"
-        )
-    return data, lines
-
-
-def _unknown(ctx: _Ctx, key: str) -> ConfigError:
+def _unknown(ctx: ConfigContext, key: str) -> ConfigError:
     known = known_keys()
     match = []
     if "." not in key:  # a misspelt section or top-level key
@@ -259,7 +197,7 @@ def _unknown(ctx: _Ctx, key: str) -> ConfigError:
     return ConfigError(f"{ctx.where(key)}: unknown key {key}{hint}")
 
 
-def _flatten(data: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], ctx: ConfigContext) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for top, value in data.items():
         top = str(top)
@@ -348,7 +286,7 @@ _RULES: dict[str, tuple[type, _Check, str]] = {
 }
 
 
-def _typed(key: str, value: object, ctx: _Ctx) -> object:
+def _typed(key: str, value: object, ctx: ConfigContext) -> object:
     typ, check, allowed = _RULES[key]
     if typ is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -403,8 +341,8 @@ def load_config(
     data: dict[str, Any] = {}
     lines: dict[str, int] = {}
     if path is not None:
-        data, lines = _read_yaml(Path(path))
-    ctx = _Ctx(str(path) if path is not None else "defaults", lines)
+        data, lines = read_yaml(Path(path))
+    ctx = ConfigContext(str(path) if path is not None else "defaults", lines)
     flat = _flatten(data, ctx)
     if path is not None:
         _resolve_paths(flat, Path(path).resolve().parent)
@@ -428,7 +366,7 @@ def load_config(
     return cfg
 
 
-def _cross_check(cfg: Config, ctx: _Ctx) -> None:
+def _cross_check(cfg: Config, ctx: ConfigContext) -> None:
     v, w = cfg.vad, cfg.windows
     for key in ("trigger_window_ms", "min_silence_ms"):
         if getattr(v, key) < v.frame_ms:

@@ -55,20 +55,31 @@ def test_config_defaults_and_label_maps() -> None:
     assert cfg.embedding_dim == 96
     assert cfg.num_labels == 3
     assert cfg.label2id == {"check_balance": 0, "transfer_money": 1, "cancel": 2}
+    assert cfg.head_type == "keyword_cnn"
+    assert cfg.kernel_sizes == [3, 5, 9]
     assert cfg.gru_hidden_size == 128
     assert cfg.attention_heads == 4
     with pytest.raises(ValueError, match="odd"):
         CompactConfig(conv_kernel_size=4)
+    with pytest.raises(ValueError, match="odd"):
+        CompactConfig(kernel_sizes=(3, 4))
+    with pytest.raises(ValueError, match="at least one"):
+        CompactConfig(kernel_sizes=())
+    with pytest.raises(ValueError, match="head_type must be one of keyword_cnn, gru_attention"):
+        CompactConfig(head_type="lstm")
     with pytest.raises(ValueError, match="attention_heads"):
         CompactConfig(attention_heads=0)
 
 
-def test_gru_and_single_head_variants_are_padding_invariant() -> None:
+def test_every_head_variant_is_padding_invariant() -> None:
     x = torch.randn(1, 7, 96)
     padded = torch.cat([x, torch.zeros(1, 5, 96)], dim=1)
     mask = torch.tensor([[1] * 7 + [0] * 5])
-    for cfg in (CompactConfig(id2label=dict(enumerate(LABELS))),
-                CompactConfig(id2label=dict(enumerate(LABELS)), gru_hidden_size=0,
+    ids = dict(enumerate(LABELS))
+    for cfg in (CompactConfig(id2label=ids),
+                CompactConfig(id2label=ids, kernel_sizes=(1, 11)),
+                CompactConfig(id2label=ids, head_type="gru_attention"),
+                CompactConfig(id2label=ids, head_type="gru_attention", gru_hidden_size=0,
                               attention_heads=1, num_conv_layers=3)):
         torch.manual_seed(0)
         model = CompactForAudioClassification(cfg).eval()
@@ -80,7 +91,11 @@ def test_gru_and_single_head_variants_are_padding_invariant() -> None:
 
 def test_param_count_is_small() -> None:
     n = sum(p.numel() for p in _model().parameters())
-    assert 50_000 <= n <= 600_000
+    assert 500_000 <= n <= 1_500_000  # ~4.6 MB of float32 weights
+    gru = CompactForAudioClassification(
+        CompactConfig(id2label=dict(enumerate(LABELS)), head_type="gru_attention",
+                      hidden_size=192))
+    assert 50_000 <= sum(p.numel() for p in gru.parameters()) <= 600_000
 
 
 def test_feature_extractor_pads_and_masks() -> None:

@@ -103,6 +103,20 @@ def test_audiofolder_with_spec_label_order(tmp_path: Path) -> None:
     assert ds.train[0].where == f"{root / 'train' / 'metadata.csv'}:2: {root / 'train/low_0.wav'}"
 
 
+def test_audiofolder_noisy_split_is_loaded_and_checked(tmp_path: Path) -> None:
+    root = _audiofolder(tmp_path / "d", {"train": {"low": 2, "high": 2},
+                                         "test": {"low": 1, "high": 1},
+                                         "noisy": {"low": 1, "high": 1}})
+    ds = data.load_data(str(root))
+    assert [e.uid for e in ds.noisy] == ["noisy/low_0.wav", "noisy/high_0.wav"]
+    assert data.load_data(str(_audiofolder(tmp_path / "plain", {
+        "train": {"low": 2}, "test": {"low": 1}}))).noisy == ()
+    bad = _audiofolder(tmp_path / "bad", {"train": {"low": 2}, "test": {"low": 1},
+                                          "noisy": {"mid": 1}})
+    with pytest.raises(DataError, match=r"noisy/metadata.csv:2: .*label 'mid' is not among"):
+        data.load_data(str(bad))
+
+
 def test_audiofolder_train_only_is_split_80_20_per_label(tmp_path: Path) -> None:
     root = _audiofolder(tmp_path / "d", {"train": {"low": 10, "high": 5}})
     a = data.load_data(str(root), seed=1)

@@ -80,6 +80,9 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     assert report["utterance_accuracy"] >= 0.9
     assert 0.0 < report["window_accuracy"] <= 1.0
     assert sum(map(sum, report["confusion_matrix"])) == report["num_test"]
+    # synth's noisy/ split: the same test utterances with noise, scored next to the clean.
+    assert report["num_noisy"] == report["num_test"]
+    assert 1 / 3 < report["noisy_utterance_accuracy"] <= 1.0
     assert report["embed_seconds"] > 0 and report["train_seconds"] > 0
     assert (compact_model / "confusion_matrix.png").is_file()
 

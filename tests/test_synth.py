@@ -75,7 +75,7 @@ def test_layout_metadata_and_audio_format(tiny_set: Path) -> None:
     assert len(train) == 3 * 7 and len(test) == 3 * 1
     meta = json.loads((tiny_set / "spec.json").read_text())
     assert meta["labels"] == ["lights_on", "lights_off", "balance"]
-    assert meta["counts"] == {"train": 21, "test": 3}
+    assert meta["counts"] == {"train": 21, "test": 3, "noisy": 3}
     for split, rows in (("train", train), ("test", test)):
         for r in rows:
             info = sf.info(str(tiny_set / split / r["file_name"]))
@@ -83,6 +83,26 @@ def test_layout_metadata_and_audio_format(tiny_set: Path) -> None:
             assert info.duration > 0.5
             assert r["label"] in meta["labels"]
     assert sum(r["voice"] == "piper:joe" for r in train) == 6
+
+
+def test_test_split_is_clean_and_noisy_split_mirrors_it(tmp_path: Path, tiny_spec: Path) -> None:
+    # Noise on every utterance, so the noisy copy must differ from the clean one everywhere.
+    out = tmp_path / "set"
+    synthesize(tiny_spec, out, _opts(noise_prob=1.0, snr_db=(10.0, 10.0), per_intent=4,
+                                     piper_share=0.0))
+    test, noisy = _read(out, "test"), _read(out, "noisy")
+    assert test == noisy and len(test) == 3  # same files, labels, texts and voices
+    for r in test:
+        clean, sr = sf.read(str(out / "test" / r["file_name"]), dtype="float32")
+        dirty, _ = sf.read(str(out / "noisy" / r["file_name"]), dtype="float32")
+        lead = int(0.05 * sr)  # synth pads >= 50 ms of room before the speech
+        assert not clean[:lead].any(), "clean test audio must not carry noise"
+        assert np.abs(dirty[:lead]).max() > 1e-3, "noisy copy must carry the noise"
+    # The training split keeps its augmentation.
+    train = _read(out, "train")
+    assert all(
+        np.abs(sf.read(str(out / "train" / r["file_name"]), dtype="float32")[0][:800]).max()
+        > 1e-3 for r in train)
 
 
 def test_split_is_voice_disjoint(tiny_set: Path) -> None:

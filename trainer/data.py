@@ -4,7 +4,8 @@ Three kinds of SRC are accepted:
 
 * an audiofolder directory (what ``intentd-train synth`` writes): ``SRC/train`` and
   ``SRC/test``, each with ``metadata.csv`` (``file_name,label,...``). A directory with only
-  ``train/`` is split 80/20 (seeded, per label);
+  ``train/`` is split 80/20 (seeded, per label). Synth's optional ``SRC/noisy`` (the test
+  utterances with noise) is loaded as ``DataSet.noisy`` and evaluated next to the test split;
 * a CSV manifest with ``path,label`` columns and an optional ``split`` column
   (``train``/``test``); relative paths are relative to the CSV; without ``split`` the rows
   are split 80/20 (seeded, per label);
@@ -20,6 +21,7 @@ the file (and CSV line) and the fix. Audio is decoded with soundfile and resampl
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -58,6 +60,8 @@ class DataSet:
     test: list[Example]
     labels: tuple[str, ...]  # class order: id i <-> labels[i]
     description: str
+    # Synth's noisy/ split: the test utterances through the training augmentation.
+    noisy: tuple[Example, ...] = ()
 
 
 def load_data(
@@ -85,7 +89,18 @@ def load_data(
             f"{src}: no such file or directory; pass an audiofolder dir, a CSV manifest "
             "(path,label[,split]) or a Hugging Face dataset id like PolyAI/minds14"
         )
-    return _validated(src, train, test, labels)
+    data = _validated(src, train, test, labels)
+    noisy_csv = p / "noisy" / "metadata.csv"
+    if p.is_dir() and noisy_csv.is_file():
+        noisy = _read_metadata(noisy_csv, "noisy")
+        known = set(data.labels)
+        for e in noisy:
+            if e.label not in known:
+                raise DataError(f"{e.where}: label {e.label!r} is not among the trained "
+                                f"labels {list(data.labels)}")
+            _check_header(e)
+        data = dataclasses.replace(data, noisy=tuple(noisy))
+    return data
 
 
 def _validated(

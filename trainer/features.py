@@ -203,6 +203,29 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
     )
 
 
+def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: WindowSpec,
+                       pad: str, cache_dir: Path, threads: int
+                       ) -> tuple[Items, np.ndarray, np.ndarray]:
+    """(eval items, item -> utterance index, utterance labels) for an extra test split,
+    in the same view as training (``pad``: "embeddings" = utterance view)."""
+    ids = {lab: i for i, lab in enumerate(labels)}
+    utt_labels = np.array([ids[ex.label] for ex in examples], dtype=np.int64)
+    if pad == "embeddings":
+        utts, _ = embed_examples(examples, None, cache_dir, threads)
+        return (Items(utts, utt_labels.tolist()), np.arange(len(utts), dtype=np.int64),
+                utt_labels)
+    from daemon.windowing import cut_windows
+
+    xs: list[np.ndarray] = []
+    index: list[int] = []
+    for u, ex in enumerate(examples):
+        windows = cut_windows(load_audio(ex, spec.sample_rate_hz), spec)
+        xs.extend(windows)
+        index.extend([u] * len(windows))
+    index_arr = np.array(index, dtype=np.int64)
+    return Items(xs, utt_labels[index_arr].tolist()), index_arr, utt_labels
+
+
 class EmbeddingAugment:
     """Random time crop and Gaussian noise on an embedding sequence ``[T, 96]``.
 
