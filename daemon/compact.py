@@ -7,9 +7,10 @@ a sequence to intent logits: input LayerNorm -> projection -> a head -> linear. 
 
 * ``keyword_cnn`` (default): parallel 1-D convolutions (kernels 3, 5, 9) as local keyword
   detectors, max- and mean-pooled over time. Position-invariant, so it generalises to
-  phrasings never heard in training (banking held-out voices: 95% clean, 86.5% noisy).
+  phrasings never heard in training (banking, 400 per intent, held-out voices with noise:
+  86.5%; 95.0% on the same utterances clean).
 * ``gru_attention``: depthwise-separable conv block(s) -> bidirectional GRU -> multi-head
-  attention pooling (the earlier default; 91% / 83.6% on the same split).
+  attention pooling (the earlier default; 83.6% on the same noisy split).
 
 Training-time augmentation
 (SpecAugment-style time/feature masks and input dropout) lives inside ``forward`` so any
