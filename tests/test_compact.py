@@ -200,3 +200,25 @@ def test_pipeline_on_array_and_wav(saved_dir: Path, tmp_path: Path) -> None:
     assert {r["label"] for r in from_file} == set(LABELS)
     # Same audio (up to 16-bit quantisation) -> same ranking.
     assert [r["label"] for r in from_file] == [r["label"] for r in result]
+
+
+def test_keyword_pool_is_position_invariant_and_ignores_padding() -> None:
+    from daemon.compact_layers import KeywordConvPool
+
+    pool = KeywordConvPool(hidden=1, kernel_sizes=(1,), dropout=0.0).eval()
+    with torch.no_grad():
+        pool.convs[0].weight.fill_(1.0)  # identity detector: y = gelu(h)
+        pool.convs[0].bias.fill_(0.0)
+    gelu = torch.nn.functional.gelu
+    early = torch.tensor([[[3.0], [0.0], [0.0], [0.0]]])
+    late = torch.tensor([[[0.0], [0.0], [3.0], [0.0]]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    out_early, out_late = pool(early, mask), pool(late, mask)
+    torch.testing.assert_close(out_early, out_late)  # where the pattern is does not matter
+    torch.testing.assert_close(out_early, torch.stack([gelu(torch.tensor(3.0)),
+                                                       gelu(torch.tensor(3.0)) / 4]).view(1, 2))
+    # A padded frame holds zero, but with all valid frames negative it would still win a
+    # plain max (gelu(0) = 0 > gelu(-1)); the mask keeps it out of both pools.
+    neg = torch.tensor([[[-1.0], [-1.0], [0.0]]])
+    padded = pool(neg, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(padded, gelu(torch.tensor([-1.0, -1.0])).view(1, 2))
