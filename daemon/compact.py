@@ -213,10 +213,7 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         if self.training:
             x = self._augment(x, mask)
         x = self.input_dropout(x)
-        h = self.projection(x)
-        if self.config.head_type == "keyword_cnn":
-            h = nn.functional.gelu(h)  # the detectors combine non-negative-ish evidence
-        h = h * mask.unsqueeze(-1)
+        h = self.projection(x) * mask.unsqueeze(-1)
         for block in self.blocks:
             h = block(h, mask)
         logits = self.classifier(self.dropout(self.pool(h, mask)))

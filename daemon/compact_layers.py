@@ -34,9 +34,10 @@ class KeywordConvPool(nn.Module):
         self.out_size = 2 * hidden * len(kernel_sizes)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # h [B, T, H] with padded frames at zero: they act like the convolutions' own edge
-        # padding, so valid positions see the same inputs whatever the batch.
-        x = self.dropout(h).transpose(1, 2)
+        # h [B, T, H] with padded frames at zero (gelu(0) = 0 keeps them there): they act like
+        # the convolutions' own edge padding, so valid positions see the same inputs whatever
+        # the batch. The GELU lets the detectors combine non-negative-ish evidence.
+        x = self.dropout(self.act(h)).transpose(1, 2)
         valid = mask.unsqueeze(1)  # [B, 1, T]
         count = mask.sum(dim=1, keepdim=True).to(h.dtype)
         pooled = []

@@ -207,9 +207,12 @@ def test_keyword_pool_is_position_invariant_and_ignores_padding() -> None:
 
     pool = KeywordConvPool(hidden=1, kernel_sizes=(1,), dropout=0.0).eval()
     with torch.no_grad():
-        pool.convs[0].weight.fill_(1.0)  # identity detector: y = gelu(h)
+        pool.convs[0].weight.fill_(1.0)  # identity detector: y = gelu(gelu(h))
         pool.convs[0].bias.fill_(0.0)
-    gelu = torch.nn.functional.gelu
+
+    def gelu(x: torch.Tensor) -> torch.Tensor:  # input activation, then the detector's
+        return torch.nn.functional.gelu(torch.nn.functional.gelu(x))
+
     early = torch.tensor([[[3.0], [0.0], [0.0], [0.0]]])
     late = torch.tensor([[[0.0], [0.0], [3.0], [0.0]]])
     mask = torch.ones(1, 4, dtype=torch.bool)
@@ -218,7 +221,7 @@ def test_keyword_pool_is_position_invariant_and_ignores_padding() -> None:
     torch.testing.assert_close(out_early, torch.stack([gelu(torch.tensor(3.0)),
                                                        gelu(torch.tensor(3.0)) / 4]).view(1, 2))
     # A padded frame holds zero, but with all valid frames negative it would still win a
-    # plain max (gelu(0) = 0 > gelu(-1)); the mask keeps it out of both pools.
+    # plain max (0 > gelu(gelu(-1))); the mask keeps it out of both pools.
     neg = torch.tensor([[[-1.0], [-1.0], [0.0]]])
     padded = pool(neg, torch.tensor([[True, True, False]]))
     torch.testing.assert_close(padded, gelu(torch.tensor([-1.0, -1.0])).view(1, 2))

@@ -157,28 +157,32 @@ class Items:
         return {"x": x, "labels": self.ys[i]}
 
 
-def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec) -> Prepared:
+def _windows_of(examples: list[Any], spec: WindowSpec, desc: str
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every window of every example (the daemon's cut) and each window's example index."""
     from tqdm.auto import tqdm
 
     from daemon.windowing import cut_windows
 
+    xs: list[np.ndarray] = []
+    utt: list[int] = []
+    for u, ex in enumerate(tqdm(examples, desc=desc, unit="utt")):
+        windows = cut_windows(load_audio(ex, spec.sample_rate_hz), spec)
+        xs.extend(windows)
+        utt.extend([u] * len(windows))
+    return xs, np.array(utt, dtype=np.int64)
+
+
+def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec) -> Prepared:
     ids = {lab: i for i, lab in enumerate(labels)}
-    split: dict[str, tuple[list[np.ndarray], list[int], list[int]]] = {}
-    for name, examples in (("train", dataset.train), ("test", dataset.test)):
-        xs: list[np.ndarray] = []
-        ys: list[int] = []
-        utt: list[int] = []
-        for u, ex in enumerate(tqdm(examples, desc=f"windows ({name})", unit="utt")):
-            windows = cut_windows(load_audio(ex, spec.sample_rate_hz), spec)
-            xs.extend(windows)
-            ys.extend([ids[ex.label]] * len(windows))
-            utt.extend([u] * len(windows))
-        split[name] = (xs, ys, utt)
+    train_labels = np.array([ids[ex.label] for ex in dataset.train], dtype=np.int64)
     test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
-    eval_ds = Items(split["test"][0], split["test"][1])
+    train_xs, train_utt = _windows_of(dataset.train, spec, "windows (train)")
+    test_xs, test_utt = _windows_of(dataset.test, spec, "windows (test)")
     return Prepared(
-        train_ds=Items(split["train"][0], split["train"][1]), eval_ds=eval_ds,
-        eval_utt=np.array(split["test"][2], dtype=np.int64), test_labels=test_labels,
+        train_ds=Items(train_xs, train_labels[train_utt].tolist()),
+        eval_ds=Items(test_xs, test_labels[test_utt].tolist()),
+        eval_utt=test_utt, test_labels=test_labels,
     )
 
 
@@ -214,16 +218,8 @@ def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: Windo
         utts, _ = embed_examples(examples, None, cache_dir, threads)
         return (Items(utts, utt_labels.tolist()), np.arange(len(utts), dtype=np.int64),
                 utt_labels)
-    from daemon.windowing import cut_windows
-
-    xs: list[np.ndarray] = []
-    index: list[int] = []
-    for u, ex in enumerate(examples):
-        windows = cut_windows(load_audio(ex, spec.sample_rate_hz), spec)
-        xs.extend(windows)
-        index.extend([u] * len(windows))
-    index_arr = np.array(index, dtype=np.int64)
-    return Items(xs, utt_labels[index_arr].tolist()), index_arr, utt_labels
+    xs, index = _windows_of(examples, spec, "windows (extra test)")
+    return Items(xs, utt_labels[index].tolist()), index, utt_labels
 
 
 class EmbeddingAugment:

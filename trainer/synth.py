@@ -198,10 +198,10 @@ def _finish(job: _Job, speech: np.ndarray, out_dir: str, options: SynthOptions) 
     x = np.concatenate([np.zeros(int(pad[0] * SAMPLE_RATE_HZ), np.float32), speech,
                         np.zeros(int(pad[1] * SAMPLE_RATE_HZ), np.float32)])
     voice = job.speaker.voice_id if job.speaker else _piper_voice_id()
-    outputs = [(job.split, options.augment_options())]
-    if job.split == "test":
-        # Same draws, every step off but the gain: voice and phrasing generalisation alone.
-        outputs = [("test", _CLEAN), (NOISY_SPLIT, options.augment_options())]
+    # A test utterance: same draws, every step off but the gain (voice and phrasing
+    # generalisation alone), then again with the training augmentation.
+    outputs = ([("test", _CLEAN), (NOISY_SPLIT, options.augment_options())]
+               if job.split == "test" else [(job.split, options.augment_options())])
     aug_seed = int(rng.integers(2**63))
     rows = []
     for split, opts in outputs:
