@@ -9,7 +9,9 @@ Two implementations, chosen from the dir's ``config.json``:
   AST...): its feature extractor + model; the utterance scorer runs the model once over the
   whole utterance when asked for the result.
 
-Both return probabilities in label-id order (``config.id2label``).
+Both return probabilities in label-id order (``config.id2label``), from logits divided by
+the config's ``score_temperature`` (fitted by ``intentd-train fit``, see
+``trainer.calibrate``; 1.0 when absent).
 """
 
 from __future__ import annotations
@@ -35,8 +37,19 @@ _EXPECTED = (
 HF_WINDOW_BATCH = 16  # bounds activation memory of large HF models
 
 
-def _softmax(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float32)
+def _softmax(logits: torch.Tensor, temperature: float) -> np.ndarray:
+    return torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def _temperature(config: Any, path: Path) -> float:
+    value = getattr(config, "score_temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            np.isfinite(value) and value > 0):
+        raise DataError(
+            f"{path / 'config.json'}: score_temperature must be a positive number, got "
+            f"{value!r}; remove the key (1.0) or re-run `intentd-train fit`"
+        )
+    return float(value)
 
 
 def _labels(config: Any, path: Path) -> tuple[str, ...]:
@@ -74,12 +87,13 @@ class CompactBackend:
     """Frozen ONNX speech embeddings + the trained compact head (torch)."""
 
     def __init__(self, model: CompactForAudioClassification, name: str, labels: tuple[str, ...],
-                 threads: int) -> None:
+                 threads: int, temperature: float = 1.0) -> None:
         self.model = model.eval()
         self.name = name
         self.labels = labels
         self.sample_rate_hz = embedding.SAMPLE_RATE_HZ
         self.threads = threads
+        self.temperature = temperature
 
     def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """``[T_i, 96]`` sequences -> probabilities ``[n, n_labels]``."""
@@ -93,7 +107,7 @@ class CompactBackend:
             out = self.model(
                 input_values=torch.from_numpy(x), attention_mask=torch.from_numpy(mask)
             )
-        return _softmax(out.logits)
+        return _softmax(out.logits, self.temperature)
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         w = np.asarray(windows, dtype=np.float32)
@@ -124,12 +138,13 @@ class HFUtteranceScorer:
 class HFBackend:
     """Any transformers audio-classification model with its feature extractor."""
 
-    def __init__(self, model: Any, feature_extractor: Any, name: str, labels: tuple[str, ...]
-                 ) -> None:
+    def __init__(self, model: Any, feature_extractor: Any, name: str, labels: tuple[str, ...],
+                 temperature: float = 1.0) -> None:
         self.model = model.eval()
         self.feature_extractor = feature_extractor
         self.name = name
         self.labels = labels
+        self.temperature = temperature
         self.sample_rate_hz = int(feature_extractor.sampling_rate)
 
     def classify_batch(self, audios: list[np.ndarray]) -> np.ndarray:
@@ -138,7 +153,7 @@ class HFBackend:
         )
         with torch.inference_mode():
             out = self.model(**inputs)
-        return _softmax(out.logits)
+        return _softmax(out.logits, self.temperature)
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         w = np.asarray(windows, dtype=np.float32)
@@ -193,7 +208,8 @@ def load_backend(model_dir: str | Path, threads: int = 1) -> CompactBackend | HF
         if model_type == MODEL_TYPE:
             model = CompactForAudioClassification.from_pretrained(path, local_files_only=True)
             labels = _labels(model.config, path)
-            backend: CompactBackend | HFBackend = CompactBackend(model, name, labels, threads)
+            backend: CompactBackend | HFBackend = CompactBackend(
+                model, name, labels, threads, _temperature(model.config, path))
         else:
             if not (path / "preprocessor_config.json").is_file():
                 raise DataError(
@@ -202,7 +218,8 @@ def load_backend(model_dir: str | Path, threads: int = 1) -> CompactBackend | HF
             extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
             model = AutoModelForAudioClassification.from_pretrained(path, local_files_only=True)
             labels = _labels(model.config, path)
-            backend = HFBackend(model, extractor, name, labels)
+            backend = HFBackend(model, extractor, name, labels,
+                                _temperature(model.config, path))
     except DataError:
         raise
     except Exception as err:  # corrupt weights raise anything from OSError to SafetensorError
@@ -211,7 +228,7 @@ def load_backend(model_dir: str | Path, threads: int = 1) -> CompactBackend | HF
             f"{_EXPECTED}"
         ) from err
     logger.info(
-        "loaded %s model %s: %d labels, %d Hz, %d thread(s)",
-        model_type, path, len(labels), backend.sample_rate_hz, threads,
+        "loaded %s model %s: %d labels, %d Hz, score temperature %.3g, %d thread(s)",
+        model_type, path, len(labels), backend.sample_rate_hz, backend.temperature, threads,
     )
     return backend

@@ -53,6 +53,7 @@ def test_tiny_wav2vec2_end_to_end(tiny_wav2vec2_dir: Path, tmp_path: Path) -> No
     assert on_disk["labels"] == ["high", "low", "mid"]
     assert (on_disk["num_train"], on_disk["num_test"]) == (18, 9)
     assert on_disk["input_view"] == "window"
+    assert on_disk["calibration"] is None  # window scores would not fit utterance verdicts
     assert sum(map(sum, on_disk["confusion_matrix"])) == 9
     assert (out / "confusion_matrix.png").is_file()
 
@@ -85,6 +86,13 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     assert 1 / 3 < report["noisy_utterance_accuracy"] <= 1.0
     assert report["embed_seconds"] > 0 and report["train_seconds"] > 0
     assert (compact_model / "confusion_matrix.png").is_file()
+    # Fitted on test + noisy, saved where the daemon reads it.
+    cal = report["calibration"]
+    assert cal["calibration_items"] == report["num_test"] + report["num_noisy"]
+    assert 0.2 <= cal["score_temperature"] <= 5.0
+    assert cal["nll_after"] <= cal["nll_before"]
+    saved = json.loads((compact_model / "config.json").read_text())["score_temperature"]
+    assert saved == pytest.approx(cal["score_temperature"], abs=1e-4)
 
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
 
