@@ -5,7 +5,8 @@ Every consumer (stdout, socket clients, later MQTT/Wyoming) receives exactly the
 
 Rounding rules: scores to 4 decimals, ``start_s``/``end_s`` to 3 decimals (1 ms),
 ``latency_ms`` to 0.1 ms, ``ts`` is ISO-8601 UTC with milliseconds and a ``Z`` suffix.
-A ``no_match`` event carries ``"intent": null``; its best guess is still ``top[0]``.
+A ``no_match`` event carries ``"intent": null``; its best guess is still ``top[0]``, which
+is :data:`REJECT_LABEL` when the model's rejection class won.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 SCHEMA_VERSION = 1
+# The rejection class ``intentd-train synth`` adds: a model that has it says "not a
+# command" with it, and the daemon turns that verdict into a ``no_match`` event.
+REJECT_LABEL = "_none"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from daemon.backend import ModelBackend, UtteranceScorer
-from daemon.events import Event, IntentEvent, LabelScore, SpeechStartEvent, to_json_line
+from daemon.events import (
+    REJECT_LABEL,
+    Event,
+    IntentEvent,
+    LabelScore,
+    SpeechStartEvent,
+    to_json_line,
+)
 from daemon.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -262,7 +269,7 @@ class Worker:
         probs = self._verdict(utt)
         top = top_k(probs, self._labels, self.settings.top_k)
         best = top[0]
-        matched = best.score >= self.settings.threshold
+        matched = best.score >= self.settings.threshold and best.intent != REJECT_LABEL
         rate = self.settings.sample_rate_hz
         latency_ms = (self._clock() - item.end_wall_time) * 1000.0
         event = IntentEvent(

@@ -113,6 +113,9 @@ def test_metrics_apply_threshold_after_matching() -> None:
     assert cm["counts"] == [[1, 0, 0, 1], [0, 0, 1, 0]]
     assert M.false_accepts(events, 0.5, 0.5) == {"events": 3, "false_accepts": 2,
                                                  "per_hour": 4.0}
+    # The rejection class winning (no_match at threshold 0) is never an accept.
+    rejected = {**_ev(7.0, 7.5, "_none", 0.95), "type": "no_match", "intent": None}
+    assert M.false_accepts([*events, rejected], 0.5, 0.0)["false_accepts"] == 3
 
 
 def test_parse_conditions() -> None:

@@ -14,7 +14,9 @@ import pytest
 import soundfile as sf
 
 from daemon.errors import ConfigError, DataError
+from daemon.events import REJECT_LABEL
 from trainer import augment as aug
+from trainer import negatives
 from trainer.democall import make_call, speech_bounds
 from trainer.synth import (
     SynthOptions,
@@ -71,18 +73,19 @@ def tiny_set(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_layout_metadata_and_audio_format(tiny_set: Path) -> None:
     train, test = _read(tiny_set, "train"), _read(tiny_set, "test")
     assert list(train[0]) == ["file_name", "label", "text", "voice"]
-    # 8 per intent: 2 piper (train) + 6 espeak of which round(6 * 0.2) = 1 test.
-    assert len(train) == 3 * 7 and len(test) == 3 * 1
+    # 8 per intent and 8 for the rejection class: 2 piper (train) + 6 espeak of which
+    # round(6 * 0.2) = 1 test.
+    assert len(train) == 4 * 7 and len(test) == 4 * 1
     meta = json.loads((tiny_set / "spec.json").read_text())
-    assert meta["labels"] == ["lights_on", "lights_off", "balance"]
-    assert meta["counts"] == {"train": 21, "test": 3, "noisy": 3}
+    assert meta["labels"] == ["lights_on", "lights_off", "balance", REJECT_LABEL]
+    assert meta["counts"] == {"train": 28, "test": 4, "noisy": 4}
     for split, rows in (("train", train), ("test", test)):
         for r in rows:
             info = sf.info(str(tiny_set / split / r["file_name"]))
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
             assert info.duration > 0.5
             assert r["label"] in meta["labels"]
-    assert sum(r["voice"] == "piper:joe" for r in train) == 6
+    assert sum(r["voice"] == "piper:joe" for r in train) == 8
 
 
 def test_test_split_is_clean_and_noisy_split_mirrors_it(tmp_path: Path, tiny_spec: Path) -> None:
@@ -91,7 +94,7 @@ def test_test_split_is_clean_and_noisy_split_mirrors_it(tmp_path: Path, tiny_spe
     synthesize(tiny_spec, out, _opts(noise_prob=1.0, snr_db=(10.0, 10.0), per_intent=4,
                                      piper_share=0.0))
     test, noisy = _read(out, "test"), _read(out, "noisy")
-    assert test == noisy and len(test) == 3  # same files, labels, texts and voices
+    assert test == noisy and len(test) == 4  # same files, labels, texts and voices
     for r in test:
         clean, sr = sf.read(str(out / "test" / r["file_name"]), dtype="float32")
         dirty, _ = sf.read(str(out / "noisy" / r["file_name"]), dtype="float32")
@@ -105,9 +108,44 @@ def test_test_split_is_clean_and_noisy_split_mirrors_it(tmp_path: Path, tiny_spe
         > 1e-3 for r in train)
 
 
+def test_rejection_class_kinds_and_sizes(tiny_spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rej"
+    summary = synthesize(tiny_spec, out, _opts(per_intent=5, piper_share=0.0,
+                                               reject_share=2.0))
+    assert summary.labels == ("lights_on", "lights_off", "balance", REJECT_LABEL)
+    rows = {s: [r for r in _read(out, s) if r["label"] == REJECT_LABEL]
+            for s in ("train", "test")}
+    # 10 rejection utterances: 2 test, 8 train; kinds by fixed shares 0.5/0.35/0.15.
+    assert [r["text"] == "<babble>" for r in rows["train"]].count(True) == 3
+    assert [r["text"] == "<noise>" for r in rows["train"]].count(True) == 1
+    assert [r["voice"].startswith("espeak:") for r in rows["train"]].count(True) == 4
+    assert [r["voice"].split(":")[0] for r in rows["test"]] == ["espeak", "babble"]
+    for r in rows["train"]:
+        x, sr = sf.read(str(out / "train" / r["file_name"]), dtype="float32")
+        assert x.size / sr > 0.9 and np.abs(x).max() > 1e-3
+    # 0 turns the class off.
+    off = synthesize(tiny_spec, tmp_path / "off", _opts(per_intent=4, piper_share=0.0,
+                                                         reject_share=0.0))
+    assert off.labels == ("lights_on", "lights_off", "balance")
+    with pytest.raises(ConfigError, match="--reject-share"):
+        SynthOptions(reject_share=-1.0).validate()
+
+
+def test_negative_kinds_follow_fixed_shares() -> None:
+    kinds = [negatives.kind_of(i, 10) for i in range(10)]
+    assert kinds == ["speech"] * 5 + ["babble"] * 3 + ["noise"] * 2
+    import random
+
+    texts = negatives.sentences(60, random.Random(0))
+    assert len(texts) == 60 and len(set(texts)) > 50
+    assert all(t and t == t.strip().lower() for t in texts)
+
+
 def test_split_is_voice_disjoint(tiny_set: Path) -> None:
-    train_voices = {r["voice"] for r in _read(tiny_set, "train")}
-    test_voices = {r["voice"] for r in _read(tiny_set, "test")}
+    # Rejection-class babble and noise have no single voice (babble talkers come from the
+    # split's own pool).
+    train_voices = {r["voice"] for r in _read(tiny_set, "train")} - {"babble", "noise"}
+    test_voices = {r["voice"] for r in _read(tiny_set, "test")} - {"babble", "noise"}
     assert train_voices.isdisjoint(test_voices)
     assert all(v.startswith("espeak:") for v in test_voices)
     tr, te = split_speakers(7, 0.2)

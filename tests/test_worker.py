@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daemon.events import SpeechStartEvent
+from daemon.events import REJECT_LABEL, SpeechStartEvent
 from daemon.worker import (
     STOP,
     AudioItem,
@@ -206,3 +206,19 @@ def test_bad_backend_shape_is_an_error() -> None:
     q.put(WindowItem("default", 0, 0, _window(0)))
     with pytest.raises(RuntimeError, match="shape"):
         Worker(Broken(), WorkerSettings(), [ListSink()], q)._handle([q.get()])
+
+
+def test_rejection_class_winning_is_no_match_at_any_threshold() -> None:
+    class RejectingBackend(FakeBackend):
+        labels = ("alarm", "balance", REJECT_LABEL)
+
+    sink = ListSink()
+    q: queue.Queue[Any] = queue.Queue()
+    for it in [*_utterance(0, [2]), *_utterance(1, [1]), STOP]:
+        q.put(it)
+    Worker(RejectingBackend(), WorkerSettings(verdict="mean", threshold=0.0), [sink], q,
+           model_name="tiny", clock=lambda: 100.25, wall_clock=lambda: TS).run()
+    rejected, accepted = (json.loads(x) for x in sink.lines)
+    assert (rejected["type"], rejected["intent"], rejected["score"]) == ("no_match", None, 0.75)
+    assert rejected["top"][0] == {"intent": REJECT_LABEL, "score": 0.75}
+    assert (accepted["type"], accepted["intent"]) == ("intent", "balance")

@@ -21,7 +21,7 @@ import numpy as np
 from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
 from trainer import tts_espeak
-from trainer.synth import split_speakers
+from trainer.synth_plan import split_speakers
 from trainer.templates import Spec, load_spec
 
 CALL_NOISE_KINDS = ("pink", "brown", "hum", "babble")

@@ -10,6 +10,8 @@ The SNR-by-SNR picture is ``intentd-eval``'s job.
 Speakers are eSpeak NG accent × variant pairs. The split holds out whole *variants*
 (timbres) with every accent, so a test voice never appears in training. Piper has one
 speaker, so its share of utterances always goes to train; it adds natural prosody there.
+Unless ``--reject-share 0``, a rejection class ``_none`` (``trainer.negatives``: other
+speech, babble, noise) is split the same way.
 
 Determinism: every utterance gets its own seed derived from (seed, intent, index), and
 Piper utterances are rendered in fixed batches from a freshly seeded session, so the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
@@ -34,7 +37,8 @@ import numpy as np
 
 from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
-from trainer import tts_espeak
+from trainer import negatives, tts_espeak
+from trainer.synth_plan import Job, plan, split_speakers
 from trainer.templates import Spec, load_spec
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,8 @@ class SynthOptions:
     reverb_prob: float = 0.25
     speed_prob: float = 0.2
     noise_files: tuple[str, ...] = ()
+    # Size of the rejection class "_none" (trainer.negatives) relative to --per-intent.
+    reject_share: float = 1.0
     # Accent restrictions: train on some accents, test on others, to measure how accuracy
     # holds up on a kind of voice never heard in training. Empty = every accent.
     train_accents: tuple[str, ...] = ()
@@ -82,6 +88,8 @@ class SynthOptions:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
+        if not 0.0 <= self.reject_share <= 5.0:
+            raise ConfigError(f"--reject-share must be in [0, 5], got {self.reject_share}")
         if self.piper_share > 0.9:
             raise ConfigError(f"--piper-share {self.piper_share} leaves too few eSpeak "
                               "utterances for a test split; use at most 0.9")
@@ -116,69 +124,6 @@ class SynthSummary:
     elapsed_s: float
 
 
-def split_speakers(seed: int, test_fraction: float, train_accents: tuple[str, ...] = (),
-                   test_accents: tuple[str, ...] = ()
-                   ) -> tuple[list[tts_espeak.EspeakSpeaker], list[tts_espeak.EspeakSpeaker]]:
-    """(train, test) eSpeak speakers; test holds out whole variants across all accents.
-
-    ``train_accents`` / ``test_accents`` (empty = all) further restrict each side to those
-    accents, so a test voice can differ from every training voice in accent as well."""
-    variants = tts_espeak.available_variants()
-    rng = random.Random(f"split:{seed}")
-    shuffled = sorted(variants)
-    rng.shuffle(shuffled)
-    n_test = min(len(variants) - 1, max(1, round(len(variants) * test_fraction)))
-    held = set(shuffled[:n_test])
-    speakers = tts_espeak.all_speakers(seed)
-    return ([s for s in speakers if s.variant not in held
-             and (not train_accents or s.accent in train_accents)],
-            [s for s in speakers if s.variant in held
-             and (not test_accents or s.accent in test_accents)])
-
-
-@dataclass(frozen=True)
-class _Job:
-    split: str
-    file_name: str
-    label: str
-    text: str
-    engine: str  # "espeak" | "piper"
-    speaker: tts_espeak.EspeakSpeaker | None
-    seed: int
-
-
-def plan(spec: Spec, options: SynthOptions) -> list[_Job]:
-    """Every utterance to render, in a fixed order that depends only on the seed."""
-    train_sp, test_sp = split_speakers(options.seed, options.test_fraction,
-                                       options.train_accents, options.test_accents)
-    jobs: list[_Job] = []
-    for li, label in enumerate(spec.labels):
-        rng = random.Random(f"plan:{options.seed}:{label}")
-        texts = spec.sentences(label, options.per_intent, rng)
-        rng.shuffle(texts)
-        n_piper = round(options.per_intent * options.piper_share)
-        n_esp = options.per_intent - n_piper
-        n_test = max(1, round(n_esp * options.test_fraction))
-        kinds = ["piper"] * n_piper + ["test"] * n_test + ["train"] * (n_esp - n_test)
-        tr, te = train_sp[:], test_sp[:]
-        rng.shuffle(tr)
-        rng.shuffle(te)
-        counters = {"train": 0, "test": 0}
-        for i, kind in enumerate(kinds):
-            text = texts[i % len(texts)]
-            seed = (options.seed * 1_000_003 + li * 10_007 + i) % (2**63)
-            if kind == "piper":
-                split, engine, sp = "train", "piper", None
-            else:
-                pool = te if kind == "test" else tr
-                split, engine = kind, "espeak"
-                sp = pool[counters[kind] % len(pool)]
-                counters[kind] += 1
-            name = f"{label}_{i:05d}.wav"
-            jobs.append(_Job(split, name, label, text, engine, sp, seed))
-    return jobs
-
-
 # --- worker side (runs in pool processes) -------------------------------------------------
 
 _NOISE_CACHE: dict[tuple[str, ...], list[np.ndarray]] = {}
@@ -190,14 +135,15 @@ def _noise(files: tuple[str, ...]) -> list[np.ndarray]:
     return _NOISE_CACHE[files]
 
 
-def _finish(job: _Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -> list[dict]:
+def _finish(job: Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -> list[dict]:
     """Write the utterance; a test utterance twice: clean in test/, augmented in noisy/."""
     rng = np.random.default_rng(job.seed)
     # Random lead/tail room like a VAD segment, so the noise also covers the edges.
     pad = rng.uniform(0.05, 0.4, size=2)
     x = np.concatenate([np.zeros(int(pad[0] * SAMPLE_RATE_HZ), np.float32), speech,
                         np.zeros(int(pad[1] * SAMPLE_RATE_HZ), np.float32)])
-    voice = job.speaker.voice_id if job.speaker else _piper_voice_id()
+    voice = (job.engine if job.engine in ("babble", "noise") else
+             job.speaker.voice_id if job.speaker else _piper_voice_id())
     # A test utterance: same draws, every step off but the gain (voice and phrasing
     # generalisation alone), then again with the training augmentation.
     outputs = ([("test", _CLEAN), (NOISY_SPLIT, options.augment_options())]
@@ -215,7 +161,7 @@ _CLEAN = aug.AugmentOptions(noise_prob=0.0, telephone_prob=0.0, reverb_prob=0.0,
                             speed_prob=0.0)
 
 
-def _write(job: _Job, split: str, x: np.ndarray, voice: str, out_dir: str) -> dict:
+def _write(job: Job, split: str, x: np.ndarray, voice: str, out_dir: str) -> dict:
     import soundfile as sf
 
     sf.write(str(Path(out_dir) / split / job.file_name), x, SAMPLE_RATE_HZ, subtype="PCM_16")
@@ -229,7 +175,14 @@ def _piper_voice_id() -> str:
     return VOICE_ID
 
 
-def _render(task: tuple[list[_Job], str, SynthOptions]) -> list[dict]:
+@functools.lru_cache(maxsize=2)
+def _speaker_pools(seed: int, test_fraction: float, train_accents: tuple[str, ...],
+                   test_accents: tuple[str, ...]
+                   ) -> tuple[list[tts_espeak.EspeakSpeaker], list[tts_espeak.EspeakSpeaker]]:
+    return split_speakers(seed, test_fraction, train_accents, test_accents)
+
+
+def _render(task: tuple[list[Job], str, SynthOptions]) -> list[dict]:
     jobs, out_dir, options = task
     rows: list[dict] = []
     if jobs and jobs[0].engine == "piper":
@@ -244,17 +197,24 @@ def _render(task: tuple[list[_Job], str, SynthOptions]) -> list[dict]:
         return rows
     for job in jobs:
         assert job.speaker is not None
-        speech = tts_espeak.speak(job.text, job.speaker, random.Random(job.seed),
-                                  SAMPLE_RATE_HZ)
-        rows.extend(_finish(job, speech, out_dir, options))
+        if job.engine == "espeak":
+            audio = tts_espeak.speak(job.text, job.speaker, random.Random(job.seed),
+                                     SAMPLE_RATE_HZ)
+        else:
+            train_sp, test_sp = _speaker_pools(options.seed, options.test_fraction,
+                                               options.train_accents, options.test_accents)
+            audio = negatives.render_background(
+                job.engine, job.seed, test_sp if job.split == "test" else train_sp,
+                SAMPLE_RATE_HZ)
+        rows.extend(_finish(job, audio, out_dir, options))
     return rows
 
 
-def _tasks(jobs: list[_Job], out_dir: str, options: SynthOptions
-           ) -> list[tuple[list[_Job], str, SynthOptions]]:
+def _tasks(jobs: list[Job], out_dir: str, options: SynthOptions
+           ) -> list[tuple[list[Job], str, SynthOptions]]:
     """Piper batches first (slowest), then eSpeak in small batches; fixed for a seed."""
     piper = [j for j in jobs if j.engine == "piper"]
-    esp = [j for j in jobs if j.engine == "espeak"]
+    esp = [j for j in jobs if j.engine != "piper"]
     tasks = [(piper[i : i + PIPER_BATCH], out_dir, options)
              for i in range(0, len(piper), PIPER_BATCH)]
     tasks += [(esp[i : i + 16], out_dir, options) for i in range(0, len(esp), 16)]
@@ -324,7 +284,7 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
         bar.close()
     _write_outputs(out, spec, options, rows)
     summary = SynthSummary(
-        out_dir=str(out), labels=spec.labels,
+        out_dir=str(out), labels=_labels(spec, rows),
         n_train=sum(r["split"] == "train" for r in rows),
         n_test=sum(r["split"] == "test" for r in rows),
         train_voices=len({r["voice"] for r in rows if r["split"] == "train"}),
@@ -334,6 +294,11 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
     log.info("synthesized %d train + %d test utterances (%.0f s of audio) in %.1f s",
              summary.n_train, summary.n_test, summary.audio_s, summary.elapsed_s)
     return summary
+
+
+def _labels(spec: Spec, rows: list[dict]) -> tuple[str, ...]:
+    has_reject = any(r["label"] == negatives.REJECT_LABEL for r in rows)
+    return spec.labels + ((negatives.REJECT_LABEL,) if has_reject else ())
 
 
 def _write_outputs(out: Path, spec: Spec, options: SynthOptions, rows: list[dict]) -> None:
@@ -348,7 +313,7 @@ def _write_outputs(out: Path, spec: Spec, options: SynthOptions, rows: list[dict
     opts = asdict(options)
     opts.pop("jobs")  # does not affect the output
     opts.pop("progress")
-    meta = {"labels": list(spec.labels), "spec": str(spec.path),
+    meta = {"labels": list(_labels(spec, rows)), "spec": str(spec.path),
             "sample_rate_hz": SAMPLE_RATE_HZ, "options": opts,
             "counts": {s: sum(r["split"] == s for r in rows) for s in SPLITS}}
     # Written last: its presence marks a complete data set.
@@ -378,6 +343,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share rendered as an 8 kHz μ-law phone line")
     parser.add_argument("--reverb-prob", type=float, default=d.reverb_prob)
     parser.add_argument("--speed-prob", type=float, default=d.speed_prob)
+    parser.add_argument("--reject-share", type=float, default=d.reject_share, metavar="R",
+                        help=f"rejection class {negatives.REJECT_LABEL!r} (out-of-domain "
+                             "speech, babble, noise) with R x --per-intent utterances "
+                             f"(default {d.reject_share}; 0: no rejection class)")
     parser.add_argument("--noise-file", action="append", default=[], metavar="WAV",
                         help="background noise recording (repeatable)")
     parser.add_argument("--train-accents", type=_accent_list, default=(), metavar="A,B",
@@ -402,7 +371,8 @@ def options_from_args(args: argparse.Namespace) -> SynthOptions:
         piper_share=args.piper_share, snr_db=(args.snr_db[0], args.snr_db[1]),
         noise_prob=args.noise_prob, telephone_prob=args.telephone_prob,
         reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
-        noise_files=tuple(args.noise_file), train_accents=args.train_accents,
+        noise_files=tuple(args.noise_file), reject_share=args.reject_share,
+        train_accents=args.train_accents,
         test_accents=args.test_accents, jobs=args.jobs, seed=args.seed,
         progress=not args.no_progress)
 

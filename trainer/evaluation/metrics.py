@@ -123,7 +123,8 @@ def segmentation(results: Sequence[StreamResult]) -> dict[str, Any]:
 
 
 def false_accepts(events: Sequence[Event], hours: float, threshold: float) -> dict[str, Any]:
-    n = sum(1 for e in events if float(e["score"]) >= threshold)
+    # A no_match at threshold 0 is the model's rejection class winning: never an accept.
+    n = sum(1 for e in at_threshold(events, threshold) if e["type"] == "intent")
     return {"events": len(events), "false_accepts": n,
             "per_hour": round(n / hours, 3) if hours > 0 else None}
 

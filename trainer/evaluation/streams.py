@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.errors import DataError
+from daemon.events import REJECT_LABEL
 from daemon.score import Span, read_truth
 from trainer.democall import speech_bounds
 
@@ -54,7 +55,9 @@ def load_utterances(src: str, max_utterances: int | None, seed: int
     from trainer.data import load_audio, load_data
 
     data = load_data(src, seed=seed)
-    examples = list(data.test)
+    # The rejection class is what the truth spans are not: its audio belongs to the
+    # false-accept streams, not among the commands.
+    examples = [ex for ex in data.test if ex.label != REJECT_LABEL]
     random.Random(f"eval:{seed}").shuffle(examples)
     if max_utterances is not None:
         examples = examples[:max_utterances]
@@ -67,7 +70,7 @@ def load_utterances(src: str, max_utterances: int | None, seed: int
         utts.append(Utterance(audio[s:e].astype(np.float32), ex.label, ex.uid))
     if not utts:
         raise DataError(f"{src}: the test split has no audible utterances")
-    return utts, data.labels
+    return utts, tuple(label for label in data.labels if label != REJECT_LABEL)
 
 
 def pause_point(audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> int:
