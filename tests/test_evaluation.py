@@ -130,6 +130,9 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["--data", str(tmp_path), "--out", str(tmp_path), "--model", "m",
                  "--snrs", "loud"]) == 2
     assert "--snrs" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path), "--model", "m",
+                 "--gap-s", "2", "1"]) == 2
+    assert "--gap-s MIN MAX needs 0 <= MIN <= MAX, got 2 1" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path),
                  "--model", str(tmp_path / "nomodel"), "--snrs", "clean"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -168,9 +171,10 @@ def test_telephone_evaluation_without_false_accept_streams(
     out = tmp_path / "tel"
     assert main(["--model", str(compact_model), "--data", str(synth_data), "--out", str(out),
                  "--snrs", "clean", "--max-utterances", "5", "--fa-hours", "0",
-                 "--telephone"]) == 0
+                 "--telephone", "--per-stream", "1", "--gap-s", "0.3", "0.5"]) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["settings"]["telephone"] is True
+    assert (r["settings"]["per_stream"], r["settings"]["gap_s"]) == (1, [0.3, 0.5])
     assert r["utterance"]["utterances"] == 5
     assert r["segmentation"]["recall"] >= 0.8
     assert r["false_accepts"] == {}

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of utterances that get an internal 0.3-1.2 s pause")
     p.add_argument("--max-utterances", type=int, help="use at most N test utterances")
     p.add_argument("--per-stream", type=int, default=12, help="utterances per stream")
+    p.add_argument("--gap-s", type=float, nargs=2, default=[1.5, 3.0], metavar=("MIN", "MAX"),
+                   help="silence/noise between utterances and at the stream ends (default "
+                        "1.5 3.0); --per-stream 1 --gap-s 0.3 0.5 is the Rhino benchmark's "
+                        "protocol: one command per file, the engine listening from its start")
     p.add_argument("--log-level", default="WARNING",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -88,6 +92,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-utterances must be >= 1, got {args.max_utterances}")
     if args.per_stream < 1:
         raise ConfigError(f"--per-stream must be >= 1, got {args.per_stream}")
+    lo, hi = args.gap_s
+    if not 0.0 <= lo <= hi:
+        raise ConfigError(f"--gap-s MIN MAX needs 0 <= MIN <= MAX, got {lo:g} {hi:g}")
     is_audio = Path(args.data).suffix.lower() in AUDIO_SUFFIXES
     if is_audio and not args.truth:
         raise ConfigError(f"--data {args.data} is a recording: give its truth CSV with "
@@ -113,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         labels = tuple(backend.labels)
     else:
         utts, labels = load_utterances(args.data, args.max_utterances, args.seed)
-        streams = build_streams(utts, args.seed, StreamOptions(pause_prob=args.pause_prob,
-                                                               per_stream=args.per_stream))
+        streams = build_streams(utts, args.seed, StreamOptions(
+            gap_s=(args.gap_s[0], args.gap_s[1]), pause_prob=args.pause_prob,
+            per_stream=args.per_stream))
     unknown = sorted({s.intent for st in streams for s in st.spans} - set(backend.labels))
     if unknown:
         log.warning("truth intents %s are not labels of the model; they can only be wrong",
@@ -125,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, add_floor=not recording)
     result = evaluate(cfg, backend, streams, labels, settings, noise_audio)
     result["settings"].update(data=str(args.data), truth=args.truth, model_dir=str(
-        cfg.model.path), pause_prob=args.pause_prob, per_stream=args.per_stream)
+        cfg.model.path), pause_prob=args.pause_prob, per_stream=args.per_stream,
+        gap_s=list(args.gap_s))
     out = Path(args.out)
     report_mod.write(result, out)
     u = result["utterance"]
