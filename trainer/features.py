@@ -152,6 +152,11 @@ class Items:
     def __len__(self) -> int:
         return len(self.xs)
 
+    @property
+    def lengths(self) -> list[int]:
+        """Sequence length of each item (before augmentation), for length-grouped batches."""
+        return [len(x) for x in self.xs]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         x = self.xs[i] if self.transform is None else self.transform(self.xs[i])
         return {"x": x, "labels": self.ys[i]}

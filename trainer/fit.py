@@ -386,7 +386,10 @@ def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: 
         del scores["utterance_predictions"]
         return scores
 
-    return Trainer(
+    from trainer.batching import bucketed
+
+    cls = bucketed(Trainer) if view == "utterance" else Trainer
+    return cls(
         model=model, args=args, train_dataset=prep.train_ds, eval_dataset=prep.eval_ds,
         data_collator=prep.collator(extractor), compute_metrics=compute_metrics,
         processing_class=extractor,

@@ -269,7 +269,7 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
         if options.jobs == 1:
             for t in tasks:
                 rows.extend(r := _render(t))
-                bar.update(len(r))
+                bar.update(_utterances(r))
         else:
             import multiprocessing as mp
 
@@ -279,7 +279,7 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
             with mp.get_context(method).Pool(options.jobs, initializer=_init_worker) as pool:
                 for r in pool.imap_unordered(_render, tasks):
                     rows.extend(r)
-                    bar.update(len(r))
+                    bar.update(_utterances(r))
     finally:
         bar.close()
     _write_outputs(out, spec, options, rows)
@@ -294,6 +294,11 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
     log.info("synthesized %d train + %d test utterances (%.0f s of audio) in %.1f s",
              summary.n_train, summary.n_test, summary.audio_s, summary.elapsed_s)
     return summary
+
+
+def _utterances(rows: list[dict]) -> int:
+    """Utterances behind ``rows``: a test utterance writes a clean and a noisy row."""
+    return sum(r["split"] != NOISY_SPLIT for r in rows)
 
 
 def _labels(spec: Spec, rows: list[dict]) -> tuple[str, ...]:

@@ -1,0 +1,70 @@
+"""Training batches for the compact head: shuffled, but without padding every batch to 15 s.
+
+Utterances run from 1 s commands to 15 s of rejection-class babble. Random batches pad every
+sequence to the longest in the batch, so one long clip made the whole batch pay for it
+(banking: ~100 s per epoch instead of ~35). HF's ``LengthGroupedSampler`` sorts
+mega-batches of 50 batches, which fixes the cost but makes batches so uniform that held-out
+accuracy fell by 2 points (95.6% -> 93.5%). Sorting only within small buckets of a few
+batches keeps most of the randomness and still puts the long clips together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+BUCKET_BATCHES = 4
+
+
+class BucketedSampler(torch.utils.data.Sampler[int]):
+    """Random order; within each bucket of ``bucket_batches`` batches, sorted by length.
+
+    Batch order is shuffled again afterwards, so the long batch is not always first.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int,
+                 bucket_batches: int = BUCKET_BATCHES, seed: int = 0) -> None:
+        if batch_size < 1 or bucket_batches < 1:
+            raise ValueError(f"batch_size and bucket_batches must be >= 1, got {batch_size}, "
+                             f"{bucket_batches}")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.bucket = batch_size * bucket_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.bucket):
+            bucket = sorted(order[start:start + self.bucket], key=lambda i: -self.lengths[i])
+            batches += [bucket[i:i + self.batch_size]
+                        for i in range(0, len(bucket), self.batch_size)]
+        # The data loader cuts this stream every batch_size indices, so a short batch (the
+        # tail of the last bucket) must come last or every later batch would straddle two.
+        full = [b for b in batches if len(b) == self.batch_size]
+        short = [b for b in batches if len(b) < self.batch_size]
+        for b in torch.randperm(len(full), generator=g).tolist():
+            yield from full[b]
+        for b in short:
+            yield from b
+
+
+def bucketed(base: Any) -> Any:
+    """``base`` (a transformers ``Trainer`` class) drawing its batches from BucketedSampler;
+    the train dataset must expose ``lengths``."""
+
+    class Bucketed(base):  # type: ignore[misc, valid-type]
+        def _get_train_sampler(self, train_dataset: Any = None) -> BucketedSampler:
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return BucketedSampler(ds.lengths, batch, seed=self.args.seed)
+
+    return Bucketed
