@@ -43,7 +43,7 @@ import numpy as np
 from daemon.backend import ModelBackend
 from daemon.config import Config
 from daemon.errors import ConfigError, IntentdError
-from daemon.events import SpeechEndEvent, SpeechStartEvent
+from daemon.events import REJECT_LABEL, SpeechEndEvent, SpeechStartEvent
 from daemon.handover import put_unless
 from daemon.resample import StreamResampler
 from daemon.sinks import Sink
@@ -193,6 +193,12 @@ class Pipeline:
             send_audio=cfg.model.verdict == "utterance", abort=self._abort)
         settings = WorkerSettings(verdict=cfg.model.verdict, threshold=cfg.model.threshold,
                                   top_k=cfg.model.top_k, sample_rate_hz=backend.sample_rate_hz)
+        if cfg.model.verdict != "utterance" and REJECT_LABEL in backend.labels:
+            # Measured on 100 real coffee orders: every utterance came out no_match.
+            log.warning("model.verdict %r with a model that has the rejection class %r: a 1 s "
+                        "window rarely holds a whole command, so %r wins most windows; use "
+                        "model.verdict: utterance", cfg.model.verdict, REJECT_LABEL,
+                        REJECT_LABEL)
         self.worker = Worker(backend, settings, sinks, self._work, model_name=model_name)
         self.reader_heartbeat = _Heartbeat()
         self._error: BaseException | None = None

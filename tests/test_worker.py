@@ -222,3 +222,26 @@ def test_rejection_class_winning_is_no_match_at_any_threshold() -> None:
     assert (rejected["type"], rejected["intent"], rejected["score"]) == ("no_match", None, 0.75)
     assert rejected["top"][0] == {"intent": REJECT_LABEL, "score": 0.75}
     assert (accepted["type"], accepted["intent"]) == ("intent", "balance")
+
+
+@pytest.mark.parametrize("verdict", ["mean", "max"])
+def test_window_verdict_with_a_rejection_class_warns(verdict: str, tmp_path: Any,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import soundfile as sf
+
+    from daemon.config import load_config
+    from daemon.pipeline import Pipeline
+    from daemon.source import FileSource
+
+    class RejectingBackend(FakeBackend):
+        labels = ("alarm", "balance", REJECT_LABEL)
+
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), np.zeros(1600, np.float32), 16000)
+    cfg = load_config(None, {"model.path": str(tmp_path), "model.verdict": verdict})
+    caplog.set_level("WARNING", logger="daemon.pipeline")
+    Pipeline(cfg, FileSource(wav, realtime=False), RejectingBackend(), [ListSink()])
+    assert f"model.verdict '{verdict}' with a model that has the rejection class" in caplog.text
+    caplog.clear()
+    Pipeline(cfg, FileSource(wav, realtime=False), FakeBackend(), [ListSink()])
+    assert "rejection class" not in caplog.text

@@ -60,7 +60,7 @@ _TEMPLATES = (
     "(how are you | how's it going | how have you been) [today]",
     "(i think | i guess | maybe) (it will | it's going to) (rain | snow | be sunny) (later | "
     "tomorrow | tonight)",
-    "the (coffee | soup | tea) is (too hot | cold | lovely) [actually]",
+    "(the soup | dinner | the bath) is (too hot | cold | lovely) [actually]",
     "(one | two | three | four | five) (six | seven | eight | nine | ten) (oh | zero) "
     "(double two | four | nine)",
     "(no no | yes yes | yeah yeah) (that's | it's) (fine | right | not what i meant)",
@@ -72,7 +72,7 @@ _TEMPLATES = (
     "(we should | let's) (go for a walk | have lunch | watch a film) (later | on sunday)",
     "(where | how) did you (park | find it | get that)",
     "(i've been | we were) (waiting | queueing | on hold) for (ages | twenty minutes | an hour)",
-    "(the | our) (printer | dishwasher | car | heating) (is making a weird noise | broke "
+    "(the | our) (printer | dishwasher | car | washing machine) (is making a weird noise | broke "
     "again | needs fixing)",
     "(happy birthday | congratulations | good luck) [(mate | love | everyone)]",
     "(can i | may i) (ask | speak to) (who is calling | the manager | your colleague)",
