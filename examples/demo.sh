@@ -11,9 +11,10 @@ bin=.venv/bin
 mkdir -p "$out"
 
 echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
-# 500 per intent (the synth default is 800) keeps the whole demo within 10 minutes on 2 cores.
+# 400 per intent (the synth default is 800) keeps the whole demo within 10 minutes on 2 cores
+# (500 took 10 min 49 s and scored the same on the call).
 "$bin/intentd-train" synth examples/intents/banking.yaml --out "$out/data" --seed "$seed" --force \
-  --per-intent "${INTENTD_DEMO_PER_INTENT:-500}"
+  --per-intent "${INTENTD_DEMO_PER_INTENT:-400}"
 echo "demo: 2/4 training the compact model → $out/model" >&2
 "$bin/intentd-train" fit --data "$out/data" --model compact --out "$out/model"
 echo "demo: 3/4 synthesizing a demo call from held-out voices → $out/call.wav" >&2
