@@ -34,12 +34,15 @@ def _run(cmd: list[str]) -> None:
 
 def score_by_accent(model_dir: Path, data_dir: Path) -> dict[str, tuple[int, int]]:
     """accent -> (correct, total) over DATA/test, through the daemon's utterance scorer."""
+    from daemon.events import REJECT_LABEL
     from daemon.model import load_backend
 
     backend = load_backend(model_dir, threads=2)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     with open(data_dir / "test" / "metadata.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
+            if row["label"] == REJECT_LABEL:
+                continue  # babble and noise have no accent; accuracy here is over commands
             audio, sr = sf.read(data_dir / "test" / row["file_name"], dtype="float32")
             assert sr == backend.sample_rate_hz
             scorer = backend.utterance_scorer()
