@@ -26,13 +26,14 @@ from trainer import augment as aug
 from trainer import tts_espeak
 from trainer.templates import sample_expansions
 
-__all__ = ["KINDS", "REJECT_LABEL", "kind_of", "render_background", "sentences"]
+__all__ = ["BACKGROUND_KINDS", "KINDS", "REJECT_LABEL", "kind_of", "render_background", "sentences"]
 
 # Share of each kind in the rejection class (speech is what the VAD passes most often).
 KINDS: tuple[tuple[str, float], ...] = (("speech", 0.5), ("babble", 0.35), ("noise", 0.15))
 # A TV or a room full of talkers keeps the VAD open until ``max_utterance_s`` splits it,
 # so babble clips run as long as such segments do; noise segments are usually short.
 _SECONDS = {"babble": (1.0, 15.0), "noise": (1.0, 4.0)}
+BACKGROUND_KINDS = tuple(_SECONDS)  # rendered without TTS of one voice: no speaker
 
 _TEMPLATES = (
     "(um | uh | hmm | er) [(okay | right | yeah | so)]",

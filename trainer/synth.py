@@ -142,8 +142,8 @@ def _finish(job: Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -
     pad = rng.uniform(0.05, 0.4, size=2)
     x = np.concatenate([np.zeros(int(pad[0] * SAMPLE_RATE_HZ), np.float32), speech,
                         np.zeros(int(pad[1] * SAMPLE_RATE_HZ), np.float32)])
-    voice = (job.engine if job.engine in ("babble", "noise") else
-             job.speaker.voice_id if job.speaker else _piper_voice_id())
+    voice = (job.speaker.voice_id if job.speaker else
+             job.engine if job.engine in negatives.BACKGROUND_KINDS else _piper_voice_id())
     # A test utterance: same draws, every step off but the gain (voice and phrasing
     # generalisation alone), then again with the training augmentation.
     outputs = ([("test", _CLEAN), (NOISY_SPLIT, options.augment_options())]
@@ -196,8 +196,8 @@ def _render(task: tuple[list[Job], str, SynthOptions]) -> list[dict]:
                                 out_dir, options))
         return rows
     for job in jobs:
-        assert job.speaker is not None
         if job.engine == "espeak":
+            assert job.speaker is not None
             audio = tts_espeak.speak(job.text, job.speaker, random.Random(job.seed),
                                      SAMPLE_RATE_HZ)
         else:
@@ -282,9 +282,10 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
                     bar.update(_utterances(r))
     finally:
         bar.close()
-    _write_outputs(out, spec, options, rows)
+    labels = _labels(spec, rows)
+    _write_outputs(out, labels, spec, options, rows)
     summary = SynthSummary(
-        out_dir=str(out), labels=_labels(spec, rows),
+        out_dir=str(out), labels=labels,
         n_train=sum(r["split"] == "train" for r in rows),
         n_test=sum(r["split"] == "test" for r in rows),
         train_voices=len({r["voice"] for r in rows if r["split"] == "train"}),
@@ -306,7 +307,8 @@ def _labels(spec: Spec, rows: list[dict]) -> tuple[str, ...]:
     return spec.labels + ((negatives.REJECT_LABEL,) if has_reject else ())
 
 
-def _write_outputs(out: Path, spec: Spec, options: SynthOptions, rows: list[dict]) -> None:
+def _write_outputs(out: Path, labels: tuple[str, ...], spec: Spec, options: SynthOptions,
+                   rows: list[dict]) -> None:
     for split in SPLITS:
         split_rows = sorted((r for r in rows if r["split"] == split),
                             key=lambda r: r["file_name"])
@@ -318,7 +320,7 @@ def _write_outputs(out: Path, spec: Spec, options: SynthOptions, rows: list[dict
     opts = asdict(options)
     opts.pop("jobs")  # does not affect the output
     opts.pop("progress")
-    meta = {"labels": list(_labels(spec, rows)), "spec": str(spec.path),
+    meta = {"labels": list(labels), "spec": str(spec.path),
             "sample_rate_hz": SAMPLE_RATE_HZ, "options": opts,
             "counts": {s: sum(r["split"] == s for r in rows) for s in SPLITS}}
     # Written last: its presence marks a complete data set.

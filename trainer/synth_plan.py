@@ -95,8 +95,9 @@ def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOpt
                 # Rejection audio without a single clear voice: babble and noise.
                 background = negatives.kind_of(counters[kind] - 1, n_test if kind == "test"
                                                else n_esp - n_test)
-                if background != "speech":
-                    engine, text = background, f"<{background}>"
+                if background in negatives.BACKGROUND_KINDS:
+                    # Talkers come from the split's pool at render time, not from ``sp``.
+                    engine, text, sp = background, f"<{background}>", None
         name = f"{label}_{i:05d}.wav"
         jobs.append(Job(split, name, label, text, engine, sp, seed))
     return jobs
