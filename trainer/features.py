@@ -7,6 +7,7 @@ is computed once per audio content and front-end version and cached on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -193,23 +194,27 @@ def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec)
 
 def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec,
                             cache_dir: Path, threads: int, seed: int,
-                            augment: bool) -> Prepared:
+                            augment: bool, windows: bool = True) -> Prepared:
+    """Cached utterance embeddings; with ``windows``, also those of every test window."""
     ids = {lab: i for i, lab in enumerate(labels)}
     train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads)
-    test_utt, test_win = embed_examples(dataset.test, spec, cache_dir, threads)
-    assert test_win is not None
+    test_utt, test_win = embed_examples(dataset.test, spec if windows else None, cache_dir,
+                                        threads)
     test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
     rng = np.random.default_rng(seed)
-    win_xs = [w for per_utt in test_win for w in per_utt]
-    win_utt = np.array([u for u, per_utt in enumerate(test_win) for _ in per_utt], np.int64)
-    return Prepared(
+    prep = Prepared(
         train_ds=Items(train_utt, [ids[ex.label] for ex in dataset.train],
                         EmbeddingAugment(rng) if augment else None),
         eval_ds=Items(test_utt, test_labels.tolist()),
         eval_utt=np.arange(len(test_utt), dtype=np.int64), test_labels=test_labels,
-        window_ds=Items(win_xs, test_labels[win_utt].tolist()), window_utt=win_utt,
         pad="embeddings",
     )
+    if test_win is None:
+        return prep
+    win_xs = [w for per_utt in test_win for w in per_utt]
+    win_utt = np.array([u for u, per_utt in enumerate(test_win) for _ in per_utt], np.int64)
+    return dataclasses.replace(prep, window_ds=Items(win_xs, test_labels[win_utt].tolist()),
+                               window_utt=win_utt)
 
 
 def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: WindowSpec,
