@@ -256,3 +256,19 @@ def test_democall_truth_matches_audio(tiny_spec: Path, tmp_path: Path) -> None:
         assert b0 <= 0.02 * sr and seg.size - b1 <= 0.02 * sr  # speech fills the span
         prev_end = end
     assert s.duration_s == pytest.approx(audio.size / sr, abs=1e-3)
+
+
+def test_democall_noise_kind_changes_only_the_background(tiny_spec: Path,
+                                                         tmp_path: Path) -> None:
+    drawn = make_call(tiny_spec, tmp_path / "a.wav", tmp_path / "a.csv", n_utterances=3, seed=7)
+    other = next(k for k in ("pink", "babble") if k != drawn.noise_kind)
+    fixed = make_call(tiny_spec, tmp_path / "b.wav", tmp_path / "b.csv", n_utterances=3, seed=7,
+                      noise_kind=other)
+    assert fixed.noise_kind == other
+    assert 15.0 <= fixed.snr_db <= 25.0
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    a, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
+    b, _ = sf.read(str(tmp_path / "b.wav"), dtype="float32")
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    with pytest.raises(ConfigError, match="--noise-kind must be one of"):
+        make_call(tiny_spec, tmp_path / "c.wav", tmp_path / "c.csv", noise_kind="rain")

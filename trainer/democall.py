@@ -35,6 +35,8 @@ class CallSummary:
     duration_s: float
     sample_rate_hz: int
     voices: int
+    noise_kind: str
+    snr_db: float
 
 
 def speech_bounds(audio: np.ndarray, sample_rate_hz: int = 16000,
@@ -87,9 +89,14 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
               n_utterances: int = 20, seed: int = 0, sample_rate_hz: int = 16000,
               voices: str = "test", pause_prob: float = 0.4,
               snr_db: tuple[float, float] = (15.0, 25.0), test_fraction: float = 0.2,
-              gap_s: tuple[float, float] = (1.5, 3.0)) -> CallSummary:
+              gap_s: tuple[float, float] = (1.5, 3.0),
+              noise_kind: str | None = None) -> CallSummary:
     """Write the call audio (PCM16 mono at ``sample_rate_hz``: 16000, or 8000 for a
-    μ-law phone line) and its truth CSV ``start_s,end_s,intent,text``."""
+    μ-law phone line) and its truth CSV ``start_s,end_s,intent,text``.
+
+    ``noise_kind`` (one of ``CALL_NOISE_KINDS``) fixes the background; by default the seed
+    draws it. The speech and the truth do not depend on it; the noise's level is drawn after
+    the noise, so it may differ."""
     import soundfile as sf
 
     if n_utterances < 1:
@@ -98,6 +105,9 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
         raise ConfigError(f"--rate-hz must be 16000 or 8000, got {sample_rate_hz}")
     if not 0.0 <= pause_prob <= 1.0:
         raise ConfigError(f"--pause-prob must be in [0, 1], got {pause_prob}")
+    if noise_kind is not None and noise_kind not in CALL_NOISE_KINDS:
+        raise ConfigError(f"--noise-kind must be one of {', '.join(CALL_NOISE_KINDS)}, got "
+                          f"{noise_kind!r}")
     spec: Spec = load_spec(spec_path)
     speakers = _speakers(seed, voices, test_fraction)
     sr = 16000
@@ -123,8 +133,10 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
     track = np.concatenate(pieces)
     nrng = np.random.default_rng(rng.getrandbits(63))
     kind = CALL_NOISE_KINDS[int(nrng.integers(len(CALL_NOISE_KINDS)))]
+    kind = noise_kind or kind
     noise = aug.make_noise(kind, track.size, nrng, sr)
-    track = aug.mix_at_snr(track, noise, float(nrng.uniform(*snr_db)), nrng)
+    snr = float(nrng.uniform(*snr_db))
+    track = aug.mix_at_snr(track, noise, snr, nrng)
     track = aug.limit_peak(track, 0.9)
     if sample_rate_hz == 8000:
         import soxr
@@ -140,7 +152,8 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
         for s, e, intent, text in rows:
             w.writerow([f"{s:.3f}", f"{e:.3f}", intent, text])
     return CallSummary(str(out_wav), str(out_csv), len(rows),
-                       round(track.size / sample_rate_hz, 3), sample_rate_hz, len(used))
+                       round(track.size / sample_rate_hz, 3), sample_rate_hz, len(used), kind,
+                       round(snr, 1))
 
 
 def add_democall_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +174,8 @@ def add_democall_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of utterances with an internal 0.3-1.2 s pause")
     parser.add_argument("--snr-db", type=float, nargs=2, default=[15.0, 25.0],
                         metavar=("MIN", "MAX"), help="background noise SNR range in dB")
+    parser.add_argument("--noise-kind", choices=CALL_NOISE_KINDS, default=None,
+                        help="background noise (default: drawn by the seed)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
@@ -172,6 +187,6 @@ def run_democall(args: argparse.Namespace) -> int:
     summary = make_call(args.spec, args.out, args.truth, n_utterances=args.n, seed=args.seed,
                         sample_rate_hz=args.rate_hz, voices=args.voices,
                         pause_prob=args.pause_prob, snr_db=(args.snr_db[0], args.snr_db[1]),
-                        test_fraction=args.test_fraction)
+                        test_fraction=args.test_fraction, noise_kind=args.noise_kind)
     print(json.dumps(asdict(summary)), flush=True)
     return 0

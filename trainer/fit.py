@@ -100,7 +100,7 @@ class TrainArguments:
     augment: bool = field(default=True, metadata={"help": "compact: crop/noise augmentation"})
     window_eval: bool = field(default=True, metadata={
         "help": "compact: also score the held-out utterances' 1 s windows (what the mean/max "
-                "verdicts see); embeds every test window, ~20%% more front-end time"})
+                "verdicts see); embeds every test window"})
     calibrate: bool = field(default=True, metadata={
         "help": "compact: fit a score temperature on the held-out (test + noisy) utterances"})
     seed: int = field(default=42, metadata={"help": "random seed (split, init, shuffling)"})
