@@ -81,7 +81,7 @@ class VadConfig:
     min_silence_ms: int = 1300
     min_speech_ms: int = 250
     max_utterance_s: float = 15.0
-    noise_gate_db: float = 0.0  # dB above the noise floor speech must reach to count; 0: off
+    noise_gate_db: float = 10.0  # dB above the noise floor speech must reach to count; 0: off
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ to 1300 (pauses up to ~1.3 s are bridged). The price is latency: the end of an u
 is only known ``min_silence_ms`` after the speech stops, so the verdict comes about 1.3 s
 after the last word; lower it for snappier results with speakers that don't pause, raise
 it for hesitant speakers. Other defaults: trigger_ratio 0.6 over 300 ms, speech_pad_ms
-300, aggressiveness 2, 30 ms frames, min_speech_ms 250, max_utterance_s 15, noise gate off.
+300, aggressiveness 2, 30 ms frames, min_speech_ms 250, max_utterance_s 15, noise gate 10 dB.
 
 Audio delivery (:class:`Segmenter`): audio is sent as soon as it is certain to belong to
 the utterance, i.e. up to ``min(last voiced frame + 1 + pad, frames processed)``; audio
@@ -67,7 +67,7 @@ one-to-one, with those attached to the voiced span 63%, with strong frames only 
 ms the e2e call's quiet "what is" starts 0.29 s late; 60 ms keeps 2% fewer boundaries
 within 150 ms in pink noise, 210 ms lets babble stretch them (40% -> 22% within 150 ms).
 
-Measurements, and why the gate is off by default: :mod:`daemon.noisefloor`.
+Measurements, and why the gate is on by default: :mod:`daemon.noisefloor`.
 """
 
 from __future__ import annotations

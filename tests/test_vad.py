@@ -8,6 +8,7 @@ import pytest
 from daemon.config import VadConfig
 from daemon.noisefloor import (
     NOISE_FLOOR_MIN_DBFS,
+    STRONG_OVER_FOOLED_DB,
     WEAK_MIN_DB,
     FooledLevel,
     NoiseFloor,
@@ -54,9 +55,9 @@ def test_frame_counts_from_defaults():
     sm = VadStateMachine(VadConfig())
     assert (sm.window_frames, sm.need_voiced, sm.pad_frames) == (10, 6, 10)
     assert (sm.silence_frames, sm.min_speech_frames, sm.max_frames) == (44, 9, 500)
-    assert (sm.reach_frames, sm.bridge_frames) == (0, 4)  # gate off by default: no reach
-    gated = VadStateMachine(VadConfig(noise_gate_db=10.0))
-    assert (gated.reach_frames, gated.bridge_frames) == (34, 4)  # 1 s, 120 ms
+    assert (sm.reach_frames, sm.bridge_frames) == (34, 4)  # gate on by default: 1 s, 120 ms
+    ungated = VadStateMachine(VadConfig(noise_gate_db=0.0))
+    assert (ungated.reach_frames, ungated.bridge_frames) == (0, 4)  # no reach without a gate
 
 
 def test_trigger_with_preroll_and_silence_end():
@@ -532,6 +533,24 @@ def test_weak_margin_follows_the_noise_that_fools_the_vad():
     for k in range(300):  # fooling noise louder than the gate: the margin stops at the gate
         gate.judge(k, True, [-40.0, -40.0, -36.0, -32.0, -28.0][k % 5], idle=True)
     assert gate.weak_margin_db == 10.0
+
+
+def test_strong_margin_rises_over_the_noise_that_fools_the_vad():
+    # Babble peaks beat a fixed 10 dB gate often enough to hold commands open (generated
+    # calls: 73-78% one-to-one); strong evidence must clear them by STRONG_OVER_FOOLED_DB.
+    cycle = [-40.0, -40.0, -37.0, -34.0, -31.0]  # floor -40 dBFS, fooled level 9 dB
+    quiet = NoiseGate(10.0, 30, noise_delay_frames=44)
+    for k in range(300):
+        quiet.judge(k, False, cycle[k % 5], idle=True)  # webrtcvad not fooled
+    assert quiet.strong_margin_db == 10.0
+    assert quiet.judge(300, True, -29.0, idle=False) == (True, True)  # 11 dB above the floor
+    gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+    for k in range(300):
+        gate.judge(k, True, cycle[k % 5], idle=True)
+    assert gate.strong_margin_db == 9.0 + STRONG_OVER_FOOLED_DB == 13.0
+    assert gate.judge(300, True, -29.0, idle=False) == (False, True)  # 11 dB: weak only
+    assert gate.judge(301, True, -26.5, idle=False) == (True, True)  # 13.5 dB
+    assert gate.judge(302, False, -20.0, idle=False) == (False, False)  # webrtcvad: no speech
 
 
 def test_noise_gate_counts_idle_frames_before_an_onset_as_noise():
