@@ -45,7 +45,7 @@ gated: .98/.98, 1.0/1.0, .98/.99, .88/.85. The cost is in steady noise, where a 
 that never clears the gate starts late or splits off: on the README demo call (pink, 17 dB)
 one command's tail came out as a separate ``no_match`` utterance and one start 0.6 s late,
 where ungated all 20 boundaries were within 201 ms. The same call under babble: ungated 7
-utterances for 20 commands (2 correct intents), gated 19 of 20 segmented (13 correct). Real
+utterances for 20 commands (2 correct intents), gated 19 of 20 segmented (14 correct). Real
 recordings (``bench/realspeech.py``, 100 coffee orders in near silence): 94% either way, and
 no recording split (ungated: one). Session 3, before the fooled-level margin, measured:
 intentd-eval, tiny 3-intent model, 18 utterances, accuracy / segmentation recall, gate off
