@@ -238,6 +238,27 @@ def test_weak_tail_extends_the_end_but_does_not_hold_the_utterance_open():
     assert graded("111" + "w" * 30)[1] == VadEvent("end", 0, 13, "silence", 0, 13)
 
 
+def test_weak_frames_hold_the_utterance_open_only_in_steady_noise():
+    """``weak_holds`` (the Segmenter passes it where the noise does not fool webrtcvad): an
+    attached weak frame then resets the hangover like a strong one, so a soft word after a
+    pause keeps the command whole; unattached weak frames still do not."""
+    def run(flags: str, holds: bool) -> list[VadEvent]:
+        sm = VadStateMachine(GATED)
+        events = [e for ch in flags.replace(" ", "")
+                  for e in sm.step(ch == "1", ch in "1w", holds and ch in "1w")]
+        return events + sm.flush()
+
+    # strong 0-2, weak 3-12 (a soft word), strong 13-15: held, one utterance
+    flags = "111" + "w" * 10 + "111" + "0" * 10
+    assert run(flags, holds=True) == [VadEvent("start", 0, 0, voiced_start=0),
+                                      VadEvent("end", 0, 18, "silence", 0, 16)]
+    # not held (babble): the hangover ends at 13 and the rest is a second utterance
+    assert [e.kind for e in run(flags, holds=False)] == ["start", "end", "start", "end"]
+    # a weak frame after a gap of more than 4 frames is not attached: it does not hold
+    assert run("111 00000 w" + "0" * 10, holds=True)[1] == VadEvent(
+        "end", 0, 5, "silence", 0, 3)
+
+
 def test_weak_tail_reaches_at_most_reach_frames_past_the_last_strong_frame():
     cfg = VadConfig(**{**GATED.__dict__, "min_silence_ms": 1500})  # hangover 50 frames
     # weak frames attach up to frame 2 + 34 = 36; end = 36 + 1 + pad 2
@@ -542,12 +563,12 @@ def test_strong_margin_rises_over_the_noise_that_fools_the_vad():
     quiet = NoiseGate(10.0, 30, noise_delay_frames=44)
     for k in range(300):
         quiet.judge(k, False, cycle[k % 5], idle=True)  # webrtcvad not fooled
-    assert quiet.strong_margin_db == 10.0
+    assert quiet.strong_margin_db == 10.0 and quiet.steady
     assert quiet.judge(300, True, -29.0, idle=False) == (True, True)  # 11 dB above the floor
     gate = NoiseGate(10.0, 30, noise_delay_frames=44)
     for k in range(300):
         gate.judge(k, True, cycle[k % 5], idle=True)
-    assert gate.strong_margin_db == 9.0 + STRONG_OVER_FOOLED_DB == 13.0
+    assert gate.strong_margin_db == 9.0 + STRONG_OVER_FOOLED_DB == 13.0 and not gate.steady
     assert gate.judge(300, True, -29.0, idle=False) == (False, True)  # 11 dB: weak only
     assert gate.judge(301, True, -26.5, idle=False) == (True, True)  # 13.5 dB
     assert gate.judge(302, False, -20.0, idle=False) == (False, False)  # webrtcvad: no speech
