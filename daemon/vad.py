@@ -203,8 +203,10 @@ class VadStateMachine:
     def step(self, is_speech: bool, weak: bool | None = None,
              weak_holds: bool = False) -> list[VadEvent]:
         """Feed one frame. ``is_speech``: strong evidence, the only kind that starts an
-        utterance or keeps it open. ``weak`` (default: ``is_speech``; strong implies it):
-        moves the utterance's boundaries (see the module docstring)."""
+        utterance, and the kind that keeps it open. ``weak`` (default: ``is_speech``; strong
+        implies it): moves the utterance's boundaries (see the module docstring).
+        ``weak_holds``: an attached weak frame keeps the utterance open too (the Segmenter
+        sets it in noise that does not fool webrtcvad)."""
         voiced = is_speech or bool(weak)
         i = self._n
         self._n += 1
