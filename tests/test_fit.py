@@ -109,28 +109,34 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     assert sorted(p["label"] for p in preds) == sorted(report["labels"])
 
 
-@pytest.mark.slow
-def test_compact_resume_reuses_cache_and_checkpoint(compact_model: Path, synth_data: Path,
-                                                    tmp_path: Path) -> None:
+def _fit_counting_embeddings(data: Path, args: TrainArguments) -> tuple[dict, int]:
+    """``fit`` of the compact model, and how often it ran the embedding front-end."""
     from daemon import embedding
 
-    out = tmp_path / "resumed"
-    shutil.copytree(compact_model, out)
-    before = json.loads((out / "report.json").read_text())
     calls: list[int] = []
     real = embedding.embed_many
 
-    def counting(*args: object, **kwargs: object) -> list[np.ndarray]:
+    def counting(*a: object, **kw: object) -> list[np.ndarray]:
         calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*a, **kw)  # type: ignore[arg-type]
 
     embedding.embed_many = counting  # type: ignore[assignment]
     try:
-        report = fit(DataArguments(data=str(synth_data)), ModelArguments(model="compact"),
-                     TrainArguments(out=str(out), batch_size=32, seed=0, resume=True))
+        report = fit(DataArguments(data=str(data)), ModelArguments(model="compact"), args)
     finally:
         embedding.embed_many = real  # type: ignore[assignment]
-    assert calls == []  # every embedding came from OUT/cache
+    return report, len(calls)
+
+
+@pytest.mark.slow
+def test_compact_resume_reuses_cache_and_checkpoint(compact_model: Path, synth_data: Path,
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    shutil.copytree(compact_model, out)
+    before = json.loads((out / "report.json").read_text())
+    report, calls = _fit_counting_embeddings(
+        synth_data, TrainArguments(out=str(out), batch_size=32, seed=0, resume=True))
+    assert calls == 0  # every embedding came from OUT/cache
     # resumed at the final checkpoint: nothing left to train, same best model
     assert report["utterance_accuracy"] == before["utterance_accuracy"]
 
@@ -138,29 +144,16 @@ def test_compact_resume_reuses_cache_and_checkpoint(compact_model: Path, synth_d
 @pytest.mark.slow
 def test_compact_without_window_eval_embeds_no_windows(compact_model: Path, synth_data: Path,
                                                        tmp_path: Path) -> None:
-    from daemon import embedding
-
     out = tmp_path / "nowin"
     out.mkdir()
     shutil.copytree(compact_model / "cache", out / "cache")
     # Only the utterance embeddings stay cached: any window embedding would be computed anew.
     for win in (out / "cache").rglob("*-w*.npy"):
         win.unlink()
-    calls: list[int] = []
-    real = embedding.embed_many
-
-    def counting(*args: object, **kwargs: object) -> list[np.ndarray]:
-        calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    embedding.embed_many = counting  # type: ignore[assignment]
-    try:
-        report = fit(DataArguments(data=str(synth_data)), ModelArguments(model="compact"),
-                     TrainArguments(out=str(out), epochs=1, batch_size=32, seed=0,
-                                    window_eval=False))
-    finally:
-        embedding.embed_many = real  # type: ignore[assignment]
-    assert calls == []
+    report, calls = _fit_counting_embeddings(
+        synth_data, TrainArguments(out=str(out), epochs=1, batch_size=32, seed=0,
+                                   window_eval=False))
+    assert calls == 0
     assert report["window_accuracy"] is None
     assert 0.0 <= report["utterance_accuracy"] <= 1.0
     assert json.loads((out / "report.json").read_text())["window_accuracy"] is None
