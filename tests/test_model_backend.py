@@ -88,13 +88,17 @@ def test_compact_backend(compact_dir: Path) -> None:
 def test_compact_utterance_verdict_matches_offline(compact_dir: Path) -> None:
     backend = load_backend(str(compact_dir))
     assert isinstance(backend, CompactBackend)
-    for n in (30000, 6000):  # long, and shorter than one embedding's receptive field
+    # Long (embeddings streamed in batches, some held back to the end), exactly one batch,
+    # and shorter than one embedding's receptive field.
+    for n in (30000, 12512 + 11 * 1280, 6000):
         audio = _speechy(n, seed=n)
         scorer = backend.utterance_scorer()
         for s in range(0, audio.size, 777):
             scorer.push(audio[s : s + 777])
         offline = backend.classify_embeddings([embedding.embed(audio)])[0]
-        np.testing.assert_allclose(scorer.result(), offline, atol=1e-4)
+        verdict = scorer.result()
+        np.testing.assert_allclose(verdict, offline, atol=1e-4)
+        np.testing.assert_array_equal(scorer.result(), verdict)  # asking twice changes nothing
 
 
 def test_hf_backend_wav2vec2(w2v_dir: Path) -> None:
