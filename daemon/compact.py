@@ -65,6 +65,7 @@ class CompactConfig(PretrainedConfig):
         head_type: str = "keyword_cnn",
         hidden_size: int = 256,
         kernel_sizes: tuple[int, ...] | list[int] = (3, 5, 9),
+        conv_stride: int = 1,
         num_conv_layers: int = 1,
         conv_kernel_size: int = 5,
         gru_hidden_size: int = 128,
@@ -91,12 +92,15 @@ class CompactConfig(PretrainedConfig):
                 raise ValueError(f"conv kernel sizes must be odd (same-length conv), got {k}")
         if not kernel_sizes:
             raise ValueError("kernel_sizes must name at least one kernel size")
+        if int(conv_stride) < 1:
+            raise ValueError(f"conv_stride must be >= 1, got {conv_stride}")
         if attention_heads < 1:
             raise ValueError(f"attention_heads must be >= 1, got {attention_heads}")
         self.embedding_dim = embedding_dim
         self.head_type = head_type
         self.hidden_size = hidden_size
         self.kernel_sizes = list(kernel_sizes)
+        self.conv_stride = int(conv_stride)
         self.num_conv_layers = num_conv_layers
         self.conv_kernel_size = conv_kernel_size
         self.gru_hidden_size = gru_hidden_size
@@ -152,7 +156,8 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         self.blocks = nn.ModuleList()
         self.pool: nn.Module
         if config.head_type == "keyword_cnn":
-            self.pool = layers.KeywordConvPool(h, config.kernel_sizes, config.dropout)
+            self.pool = layers.KeywordConvPool(h, config.kernel_sizes, config.dropout,
+                                               getattr(config, "conv_stride", 1))
             pooled = self.pool.out_size
         else:
             self.blocks.extend(

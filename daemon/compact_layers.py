@@ -22,12 +22,19 @@ class KeywordConvPool(nn.Module):
     like a bag of words, so it carries over to phrasings never heard in training. Measured on
     banking held-out voices (400 per intent, with noise): 86.5% against 83.6% for the BiGRU +
     attention-pooling head, trained the same way.
+
+    ``stride`` > 1 evaluates the detectors at every ``stride``-th frame only: adjacent
+    embeddings overlap by 90% of their 0.78 s receptive field, so little is lost. Stride 2
+    trains 35% faster (demo data, 10 epochs: 91.1% clean / 83.1% noisy against 92.1 / 83.3;
+    15 epochs at stride 2 in the time of 10 at stride 1: 90.4 / 83.4), so it stays an option.
     """
 
-    def __init__(self, hidden: int, kernel_sizes: Sequence[int], dropout: float) -> None:
+    def __init__(self, hidden: int, kernel_sizes: Sequence[int], dropout: float,
+                 stride: int = 1) -> None:
         super().__init__()
+        self.stride = stride
         self.convs = nn.ModuleList(
-            nn.Conv1d(hidden, hidden, k, padding=k // 2) for k in kernel_sizes
+            nn.Conv1d(hidden, hidden, k, padding=k // 2, stride=stride) for k in kernel_sizes
         )
         self.act = nn.GELU()
         self.dropout = nn.Dropout(dropout)
@@ -38,8 +45,9 @@ class KeywordConvPool(nn.Module):
         # the convolutions' own edge padding, so valid positions see the same inputs whatever
         # the batch. The GELU lets the detectors combine non-negative-ish evidence.
         x = self.dropout(self.act(h)).transpose(1, 2)
-        valid = mask.unsqueeze(1)  # [B, 1, T]
-        count = mask.sum(dim=1, keepdim=True).to(h.dtype)
+        # Output j of a strided conv is centred on frame j * stride.
+        valid = mask[:, :: self.stride].unsqueeze(1)  # [B, 1, ceil(T / stride)]
+        count = valid.sum(dim=2).to(h.dtype)
         pooled = []
         for conv in self.convs:
             y = self.act(conv(x))  # [B, H, T]

@@ -69,6 +69,8 @@ def test_config_defaults_and_label_maps() -> None:
         CompactConfig(head_type="lstm")
     with pytest.raises(ValueError, match="attention_heads"):
         CompactConfig(attention_heads=0)
+    with pytest.raises(ValueError, match="conv_stride"):
+        CompactConfig(conv_stride=0)
 
 
 def test_every_head_variant_is_padding_invariant() -> None:
@@ -78,6 +80,8 @@ def test_every_head_variant_is_padding_invariant() -> None:
     ids = dict(enumerate(LABELS))
     for cfg in (CompactConfig(id2label=ids),
                 CompactConfig(id2label=ids, kernel_sizes=(1, 11)),
+                CompactConfig(id2label=ids, conv_stride=2),
+                CompactConfig(id2label=ids, kernel_sizes=(1, 11), conv_stride=3),
                 CompactConfig(id2label=ids, head_type="gru_attention"),
                 CompactConfig(id2label=ids, head_type="gru_attention", gru_hidden_size=0,
                               attention_heads=1, num_conv_layers=3)):
