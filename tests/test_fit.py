@@ -59,7 +59,7 @@ def test_tiny_wav2vec2_end_to_end(tiny_wav2vec2_dir: Path, tmp_path: Path) -> No
 
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e]
-    assert len(losses) == 4
+    assert len(losses) == 3  # epochs 2-4: evaluations before the midpoint are skipped
     assert losses[-1] < losses[0]
 
     from transformers import AutoConfig, pipeline

@@ -358,8 +358,10 @@ def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: 
     accum = max(1, round(hp["batch_size"] / per_device))
     steps_per_epoch = max(1, -(-len(prep.train_ds) // (per_device * accum)))
     total = max(1, int(steps_per_epoch * hp["epochs"]))
-    # ~10 evaluations (and checkpoints) per run, whatever the epoch count: enough to pick
-    # the best model without spending the run on evaluation and disk writes.
+    # ~10 evaluation points (and checkpoints) per run, whatever the epoch count: enough to
+    # pick the best model without spending the run on evaluation and disk writes. Those in
+    # the first half are skipped (_SecondHalfOnly): with the learning rate still high there,
+    # the best model never came from it, and each evaluation cost ~2% of a demo's training.
     eval_steps = max(1, -(-total // min(10, max(1, int(hp["epochs"])))))
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -400,8 +402,23 @@ def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: 
     return cls(
         model=model, args=args, train_dataset=prep.train_ds, eval_dataset=prep.eval_ds,
         data_collator=prep.collator(extractor), compute_metrics=compute_metrics,
-        processing_class=extractor,
+        processing_class=extractor, callbacks=[_second_half_only(total // 2)],
     )
+
+
+def _second_half_only(first_step: int) -> Any:
+    """A callback that drops evaluations and checkpoints before ``first_step`` (the last
+    step always keeps them, so even a run shorter than one interval has a best model)."""
+    from transformers import TrainerCallback
+
+    class SecondHalfOnly(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step < first_step and state.global_step < state.max_steps:
+                control.should_evaluate = False
+                control.should_save = False
+            return control
+
+    return SecondHalfOnly()
 
 
 def _logits(predictions: Any) -> np.ndarray:
