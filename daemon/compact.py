@@ -157,7 +157,7 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         self.pool: nn.Module
         if config.head_type == "keyword_cnn":
             self.pool = layers.KeywordConvPool(h, config.kernel_sizes, config.dropout,
-                                               getattr(config, "conv_stride", 1))
+                                               config.conv_stride)
             pooled = self.pool.out_size
         else:
             self.blocks.extend(

@@ -65,8 +65,12 @@ def n_embeddings(n_samples: int) -> int:
     """Embeddings ``embed()`` returns for ``n_samples`` samples (>= 1 for non-empty audio)."""
     if n_samples <= 0:
         return 0
-    f = n_frames(max(n_samples, RECEPTIVE_FIELD_SAMPLES))
-    return (f - WINDOW_FRAMES) // HOP_FRAMES + 1
+    return n_window_embeddings(n_frames(max(n_samples, RECEPTIVE_FIELD_SAMPLES)))
+
+
+def n_window_embeddings(n_mel_frames: int) -> int:
+    """Embeddings whose 76-frame window lies within ``n_mel_frames`` frames."""
+    return max(0, (n_mel_frames - WINDOW_FRAMES) // HOP_FRAMES + 1)
 
 
 def resource_path(name: str) -> Path:
@@ -165,11 +169,6 @@ def melspectrogram(audio: np.ndarray, threads: int = 1) -> np.ndarray:
     return mel.astype(np.float32, copy=False)
 
 
-def n_window_embeddings(n_mel_frames: int) -> int:
-    """Embeddings whose 76-frame window lies within ``n_mel_frames`` frames."""
-    return max(0, (n_mel_frames - WINDOW_FRAMES) // HOP_FRAMES + 1)
-
-
 def embed_frames(mel: np.ndarray, threads: int = 1) -> np.ndarray:
     """Consecutive mel frames ``[F, 32]`` -> ``[n_window_embeddings(F), 96]`` embeddings,
     embedding ``t`` from frames ``[8 t, 8 t + 76)``; frames past the last window are unused."""
@@ -262,21 +261,22 @@ class StreamingEmbedder:
         s = _as_audio(samples)
         if s.size == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        s = s.copy()  # the caller may reuse its buffer; nothing here mutates this copy
         if self._n_embeddings == 0:
-            self._head.append(s.copy())
-        self._pending.append(s.copy())
+            self._head.append(s)
+        self._pending.append(s)
         self._n_samples += s.size
         return self._emit(self.batch_embeddings)
 
     def _emit(self, at_least: int) -> np.ndarray:
-        ready = n_window_embeddings(n_frames(self._n_samples)) - self._n_embeddings
+        total_frames = n_frames(self._n_samples)
+        ready = n_window_embeddings(total_frames) - self._n_embeddings
         if ready <= 0 or ready < at_least:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         # The mel model also runs only here: one call per batch, not one per capture block
         # (per-call overhead was half the streaming cost).
         self._audio = np.concatenate([self._audio, *self._pending])
         self._pending = []
-        total_frames = n_frames(self._n_samples)
         start = self._n_frames * FRAME_HOP_SAMPLES - self._audio_offset
         stop = (total_frames - 1) * FRAME_HOP_SAMPLES + FRAME_SAMPLES - self._audio_offset
         self._mel = np.concatenate([self._mel, melspectrogram(self._audio[start:stop],

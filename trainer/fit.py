@@ -360,7 +360,7 @@ def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: 
     total = max(1, int(steps_per_epoch * hp["epochs"]))
     # ~10 evaluation points (and checkpoints) per run, whatever the epoch count: enough to
     # pick the best model without spending the run on evaluation and disk writes. Those in
-    # the first half are skipped (_SecondHalfOnly): with the learning rate still high there,
+    # the first half are skipped (_second_half_only): with the learning rate still high there,
     # the best model never came from it, and each evaluation cost ~2% of a demo's training.
     eval_steps = max(1, -(-total // min(10, max(1, int(hp["epochs"])))))
     args = TrainingArguments(
