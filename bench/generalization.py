@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from daemon.backend import ModelBackend
+
 LEAD_TAIL_S = (0.05, 0.4)  # as trainer.synth pads every utterance
 
 
@@ -45,13 +47,12 @@ def _rows(data: Path, split: str) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(f) if r["label"] != REJECT_LABEL]
 
 
-def _accuracy(backend: object, audios: list[np.ndarray], labels: list[str]) -> float:
+def _accuracy(backend: ModelBackend, audios: list[np.ndarray], labels: list[str]) -> float:
     correct = 0
     for audio, label in zip(audios, labels, strict=True):
-        scorer = backend.utterance_scorer()  # type: ignore[attr-defined]
+        scorer = backend.utterance_scorer()
         scorer.push(audio)
-        best = backend.labels[int(np.argmax(scorer.result()))]  # type: ignore[attr-defined]
-        correct += int(best == label)
+        correct += int(backend.labels[int(np.argmax(scorer.result()))] == label)
     return round(100.0 * correct / max(1, len(labels)), 2)
 
 
@@ -67,15 +68,30 @@ def main() -> int:
     from trainer import tts_espeak
     from trainer.synth_plan import split_speakers
 
+    if not (args.data / "spec.json").is_file():
+        parser.error(f"--data {args.data}: no spec.json; pass a data dir made by "
+                     "'intentd-train synth'")
+    if args.n < 1:
+        parser.error(f"--n must be >= 1, got {args.n}")
     spec = json.loads((args.data / "spec.json").read_text())
     opts = spec["options"]
     rate = int(spec["sample_rate_hz"])
     train_sp, test_sp = split_speakers(int(opts["seed"]), float(opts["test_fraction"]),
                                        tuple(opts["train_accents"]), tuple(opts["test_accents"]))
-    backend = load_backend(args.model, threads=2)
+    from daemon.errors import IntentdError
+
+    try:
+        backend = load_backend(args.model, threads=2)
+    except IntentdError as err:
+        parser.error(str(err))
     rng = random.Random(args.seed)
-    train_rows = rng.sample(_rows(args.data, "train"), args.n)
-    test_rows = rng.sample(_rows(args.data, "test"), args.n)
+    pools = {split: _rows(args.data, split) for split in ("train", "test")}
+    smallest = min(len(rows) for rows in pools.values())
+    if args.n > smallest:
+        parser.error(f"--n {args.n}: the data has only {smallest} commands in a split; "
+                     f"use --n {smallest} or less")
+    train_rows = rng.sample(pools["train"], args.n)
+    test_rows = rng.sample(pools["test"], args.n)
 
     def render(rows: list[dict[str, str]], voices: list[tts_espeak.EspeakSpeaker]
                ) -> list[np.ndarray]:
