@@ -9,7 +9,7 @@ utterance scorer, in four cells:
 =====================  =======================  ==========================
 text                   voice                    what it measures
 =====================  =======================  ==========================
-training sentence      another training voice   the same words, a new rendering
+training sentence      random training voice    the same words, a new rendering
 training sentence      held-out voice           new voice alone
 test sentence          training voice           new phrasing alone
 test sentence          held-out voice           both (what the test split measures)
@@ -37,8 +37,6 @@ import soundfile as sf
 
 from daemon.backend import ModelBackend
 
-LEAD_TAIL_S = (0.05, 0.4)  # as trainer.synth pads every utterance
-
 
 def _rows(data: Path, split: str) -> list[dict[str, str]]:
     from daemon.events import REJECT_LABEL
@@ -64,8 +62,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
+    from daemon.errors import IntentdError
     from daemon.model import load_backend
     from trainer import tts_espeak
+    from trainer.synth import LEAD_TAIL_S
     from trainer.synth_plan import split_speakers
 
     if not (args.data / "spec.json").is_file():
@@ -78,8 +78,6 @@ def main() -> int:
     rate = int(spec["sample_rate_hz"])
     train_sp, test_sp = split_speakers(int(opts["seed"]), float(opts["test_fraction"]),
                                        tuple(opts["train_accents"]), tuple(opts["test_accents"]))
-    from daemon.errors import IntentdError
-
     try:
         backend = load_backend(args.model, threads=2)
     except IntentdError as err:
@@ -105,22 +103,21 @@ def main() -> int:
             out.append(np.concatenate([lead, speech, tail]))
         return out
 
-    def labels(rows: list[dict[str, str]]) -> list[str]:
-        return [r["label"] for r in rows]
-
+    train_labels = [r["label"] for r in train_rows]
+    test_labels = [r["label"] for r in test_rows]
     stored = [sf.read(args.data / "train" / r["file_name"], dtype="float32")[0]
               for r in train_rows]
     report = {
         "model": str(args.model), "data": str(args.data), "per_cell": args.n,
-        "training_audio": _accuracy(backend, stored, labels(train_rows)),
+        "training_audio": _accuracy(backend, stored, train_labels),
         "train_sentence_train_voice": _accuracy(backend, render(train_rows, train_sp),
-                                                labels(train_rows)),
+                                                train_labels),
         "train_sentence_heldout_voice": _accuracy(backend, render(train_rows, test_sp),
-                                                  labels(train_rows)),
+                                                  train_labels),
         "test_sentence_train_voice": _accuracy(backend, render(test_rows, train_sp),
-                                               labels(test_rows)),
+                                               test_labels),
         "test_sentence_heldout_voice": _accuracy(backend, render(test_rows, test_sp),
-                                                 labels(test_rows)),
+                                                 test_labels),
     }
     json.dump(report, sys.stdout, indent=2)
     print()

@@ -48,6 +48,9 @@ PIPER_BATCH = 48
 # training augmentation. HF audiofolder only picks up train/ and test/.
 NOISY_SPLIT = "noisy"
 SPLITS = ("train", "test", NOISY_SPLIT)
+# Random lead/tail room (seconds) around every utterance, like a VAD segment's, so the noise
+# also covers the edges.
+LEAD_TAIL_S = (0.05, 0.4)
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,7 @@ def _noise(files: tuple[str, ...]) -> list[np.ndarray]:
 def _finish(job: Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -> list[dict]:
     """Write the utterance; a test utterance twice: clean in test/, augmented in noisy/."""
     rng = np.random.default_rng(job.seed)
-    # Random lead/tail room like a VAD segment, so the noise also covers the edges.
-    pad = rng.uniform(0.05, 0.4, size=2)
+    pad = rng.uniform(*LEAD_TAIL_S, size=2)
     x = np.concatenate([np.zeros(int(pad[0] * SAMPLE_RATE_HZ), np.float32), speech,
                         np.zeros(int(pad[1] * SAMPLE_RATE_HZ), np.float32)])
     voice = (job.speaker.voice_id if job.speaker else
