@@ -2,7 +2,7 @@
 
 Each call is ``trainer.democall`` output for the banking spec: 10 commands from held-out
 voices, 1.5-3 s apart, some with an internal pause, over pink, brown, hum or babble noise at
-15-25 dB. The calls are streamed through :class:`daemon.vad.Segmenter` in 30 ms blocks
+15-25 dB. The calls are streamed through :class:`daemon.segmenter.Segmenter` in 30 ms blocks
 with the ``vad`` settings of ``--config``, and each truth command is scored:
 
 * one-to-one: exactly one utterance overlaps it, and that utterance overlaps no other
@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from daemon.config import load_config
-from daemon.vad import Segmenter, UtteranceEnd
+from daemon.segmenter import Segmenter, UtteranceEnd
 from trainer.democall import CALL_NOISE_KINDS, make_call
 
 SPEC = Path(__file__).resolve().parent.parent / "examples" / "intents" / "banking.yaml"

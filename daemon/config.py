@@ -82,6 +82,9 @@ class VadConfig:
     min_speech_ms: int = 250
     max_utterance_s: float = 15.0
     noise_gate_db: float = 10.0  # dB above the noise floor speech must reach to count; 0: off
+    # Longer pauses inside an utterance reach the classifier shortened to this (0: whole):
+    # daemon.segmenter.
+    max_pause_ms: int = 60
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,7 @@ _RULES: dict[str, tuple[type, _Check, str]] = {
     "vad.min_speech_ms": _int(0, 60000),
     "vad.max_utterance_s": _float(1.0, 3600.0),
     "vad.noise_gate_db": _float(0.0, 40.0),
+    "vad.max_pause_ms": _int(0, 60000),
     "windows.window_s": _float(0.0, 60.0, lo_open=True),
     "windows.hop_s": _float(0.0, 60.0, lo_open=True),
     "model.path": (str, bool, "a model directory"),
@@ -371,6 +375,9 @@ def _cross_check(cfg: Config, ctx: ConfigContext) -> None:
     for key in ("trigger_window_ms", "min_silence_ms"):
         if getattr(v, key) < v.frame_ms:
             raise ctx.fail(f"vad.{key}", getattr(v, key), f">= vad.frame_ms ({v.frame_ms})")
+    if 0 < v.max_pause_ms < 2 * v.frame_ms:
+        raise ctx.fail("vad.max_pause_ms", v.max_pause_ms,
+                       f"0 (pauses kept whole) or >= 2 * vad.frame_ms ({2 * v.frame_ms})")
     floor_s = (v.trigger_window_ms + v.speech_pad_ms + v.frame_ms) / 1000
     if v.max_utterance_s <= floor_s:
         allowed = f"> vad.trigger_window_ms + speech_pad_ms + frame_ms ({floor_s:g} s)"

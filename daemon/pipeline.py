@@ -46,16 +46,16 @@ from daemon.errors import ConfigError, IntentdError
 from daemon.events import REJECT_LABEL, SpeechEndEvent, SpeechStartEvent
 from daemon.handover import put_unless
 from daemon.resample import StreamResampler
-from daemon.sinks import Sink
-from daemon.source import AudioSource
-from daemon.vad import (
-    VAD_RATES_HZ,
+from daemon.segmenter import (
     Discarded,
     Segmenter,
     UtteranceAudio,
     UtteranceEnd,
     UtteranceStart,
 )
+from daemon.sinks import Sink
+from daemon.source import AudioSource
+from daemon.vad import VAD_RATES_HZ
 from daemon.windowing import WindowCutter
 from daemon.worker import (
     STOP,
@@ -301,7 +301,10 @@ class Pipeline:
     # --- summary ---------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return {"source": self.source.stats(), "segmenter": dict(self.segmenter.counts),
+        seg = self.segmenter.segmenter
+        counts = {**self.segmenter.counts, "pauses_shortened": seg.pause_cuts,
+                  "pause_s_cut": round(seg.pause_cut_samples / self.segmenter.rate_hz, 3)}
+        return {"source": self.source.stats(), "segmenter": counts,
                 "worker": self.worker.stats(), "sinks": [s.stats() for s in self.sinks]}
 
     def _log_summary(self) -> None:
@@ -311,9 +314,9 @@ class Pipeline:
                         for c in s.get("clients", [])]
         log.info(
             "summary: %d blocks (%d dropped, %d overflows), %.1f s audio, %d utterances "
-            "(%d discarded), %d windows, events %s, latency median %s ms, "
+            "(%d discarded, %d pauses shortened), %d windows, events %s, latency median %s ms, "
             "client drops [%s]",
             src.get("blocks", 0), src.get("dropped_blocks", 0), src.get("overflows", 0),
             seg["samples_in"] / max(1, self.source.sample_rate_hz), seg["utterances"],
-            seg["discarded"], wk["windows_classified"], wk["events"],
+            seg["discarded"], seg["pauses_shortened"], wk["windows_classified"], wk["events"],
             wk["latency_ms_median"], ", ".join(client_drops))

@@ -5,9 +5,9 @@ Two layers:
 * :class:`VadStateMachine` is pure and frame-level (no audio): it is fed per frame a
   ``is_speech`` flag (strong evidence) and optionally a ``weak`` one, and says where
   utterances start and end, in frame indices.
-* :class:`Segmenter` frames 16 kHz mono float32 audio, runs webrtcvad per frame (graded by
-  the noise gate, :mod:`daemon.noisefloor`), drives the state machine and emits the audio
-  of each utterance (pre-roll included).
+* :class:`daemon.segmenter.Segmenter` frames 16 kHz mono float32 audio, runs webrtcvad per
+  frame (graded by the noise gate, :mod:`daemon.noisefloor`), drives the state machine and
+  emits the audio of each utterance (pre-roll included).
 
 State machine semantics (all durations are converted to frames with
 ``ceil(ms / frame_ms)``; frame ``i`` covers samples ``[i*F, (i+1)*F)``; a frame is voiced
@@ -44,14 +44,6 @@ after the last word; lower it for snappier results with speakers that don't paus
 it for hesitant speakers. Other defaults: trigger_ratio 0.6 over 300 ms, speech_pad_ms
 300, aggressiveness 2, 30 ms frames, min_speech_ms 250, max_utterance_s 15, noise gate 10 dB.
 
-Audio delivery (:class:`Segmenter`): audio is sent as soon as it is certain to belong to
-the utterance, i.e. up to ``min(last voiced frame + 1 + pad, frames processed)``; audio
-in a pause beyond the post-roll pad is held back until the pause is decided (speech
-resumes -> sent; hangover ends -> dropped). While idle it keeps the last trigger window +
-``REACH_MS`` + pad of audio, all an onset can reach back to. Hence the ``UtteranceAudio``
-pieces of an utterance concatenate to exactly the stream samples ``[start_sample,
-end_sample)``. A trailing partial frame at end of stream belongs to no utterance.
-
 Noise gate (``vad.noise_gate_db``; 0 disables it): webrtcvad calls steady noise and
 babble speech, so under background noise the state machine would never see
 ``min_silence_ms`` of silence and consecutive commands would merge. With the gate, a frame
@@ -78,13 +70,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from daemon.config import VadConfig
-from daemon.noisefloor import NoiseGate, frame_energy_dbfs
 
 VAD_RATES_HZ = (8000, 16000, 32000, 48000)
 REACH_MS = 1000  # weak evidence moves a boundary at most this far beyond the strong evidence
@@ -249,153 +237,3 @@ class VadStateMachine:
         if self._last_voiced is None:
             return [self._finish(self._n, "eof")]
         return [self._finish(min(self._last_voiced + 1 + self.pad_frames, self._n), "eof")]
-
-
-# --------------------------------------------------------------------------- audio layer
-
-
-@dataclass(frozen=True)
-class UtteranceStart:
-    index: int
-    start_sample: int
-    voiced_start_sample: int = -1  # first voiced frame (start_sample + pre-roll, usually)
-
-
-@dataclass(frozen=True)
-class UtteranceAudio:
-    index: int
-    start_sample: int
-    samples: np.ndarray = field(repr=False)
-
-
-@dataclass(frozen=True)
-class UtteranceEnd:
-    index: int
-    end_sample: int
-    reason: str
-    voiced_start_sample: int = -1  # first voiced frame (the speech itself, without pads)
-    voiced_end_sample: int = -1  # end of the last voiced frame
-
-
-@dataclass(frozen=True)
-class Discarded:
-    index: int
-    voiced_end_sample: int = -1  # end of its last voiced frame (-1: none was voiced)
-
-
-SegmentEvent = UtteranceStart | UtteranceAudio | UtteranceEnd | Discarded
-
-
-class Segmenter:
-    """Stream of mono float32 audio (any block size) -> utterance events."""
-
-    def __init__(
-        self,
-        cfg: VadConfig,
-        sample_rate_hz: int = 16000,
-        is_speech: Callable[[bytes], bool] | None = None,
-    ) -> None:
-        """``is_speech`` replaces webrtcvad (gets one frame of int16 little-endian PCM)."""
-        if sample_rate_hz not in VAD_RATES_HZ:
-            raise ValueError(f"webrtcvad needs one of {VAD_RATES_HZ} Hz, got {sample_rate_hz}")
-        self.cfg = cfg
-        self.sample_rate_hz = sample_rate_hz
-        self.frame_samples = sample_rate_hz * cfg.frame_ms // 1000
-        self.machine = VadStateMachine(cfg)
-        if is_speech is None:
-            import webrtcvad
-
-            vad = webrtcvad.Vad(cfg.aggressiveness)
-            is_speech = lambda pcm: bool(vad.is_speech(pcm, sample_rate_hz))  # noqa: E731
-        self._is_speech = is_speech
-        m = self.machine
-        # Noise frames are known once no onset can reach back to them any more.
-        self.gate = NoiseGate(cfg.noise_gate_db, cfg.frame_ms, m.window_frames + m.reach_frames)
-        # Idle: keep enough audio for the earliest possible start (trigger ring, onset
-        # reach, pre-roll).
-        self._keep_frames = m.window_frames + m.reach_frames + m.pad_frames
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_start = 0  # stream sample index of _buf[0]
-        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet a whole frame
-        self._index: int | None = None  # open utterance
-        self._sent_to = 0  # stream sample up to which the open utterance's audio is sent
-
-    @property
-    def samples_seen(self) -> int:
-        return self.machine.frames_seen * self.frame_samples + self._pending.size
-
-    def _audio(self, end_sample: int, out: list[SegmentEvent]) -> None:
-        assert self._index is not None
-        if end_sample <= self._sent_to:
-            return
-        a, b = self._sent_to - self._buf_start, end_sample - self._buf_start
-        out.append(UtteranceAudio(self._index, self._sent_to, self._buf[a:b].copy()))
-        self._sent_to = end_sample
-
-    def _handle(self, events: list[VadEvent], out: list[SegmentEvent]) -> None:
-        F = self.frame_samples
-        for ev in events:
-            if ev.kind == "start":
-                self.gate.onset_at(ev.voiced_start)
-                self._index = ev.index
-                self._sent_to = ev.frame * F
-                out.append(UtteranceStart(ev.index, ev.frame * F, ev.voiced_start * F))
-            elif ev.kind == "end":
-                self._audio(ev.frame * F, out)
-                out.append(UtteranceEnd(ev.index, ev.frame * F, ev.reason,
-                                        ev.voiced_start * F, ev.voiced_end * F))
-                self._index = None
-            else:
-                out.append(Discarded(ev.index, ev.voiced_end * F if ev.voiced_end >= 0 else -1))
-                self._index = None
-
-    def _deliver(self, out: list[SegmentEvent]) -> None:
-        m = self.machine
-        if self._index is not None and m.last_voiced is not None:
-            certain = min(m.last_voiced + 1 + m.pad_frames, m.frames_seen)
-            self._audio(certain * self.frame_samples, out)
-
-    def _trim(self) -> None:
-        F = self.frame_samples
-        keep_from = max(0, (self.machine.frames_seen - self._keep_frames) * F)
-        if self._index is not None:
-            keep_from = min(keep_from, self._sent_to)
-        if keep_from > self._buf_start:
-            self._buf = self._buf[keep_from - self._buf_start :]
-            self._buf_start = keep_from
-
-    def process(self, samples: np.ndarray) -> list[SegmentEvent]:
-        s = np.asarray(samples, dtype=np.float32).reshape(-1)
-        data = np.concatenate([self._pending, s]) if self._pending.size else s
-        F = self.frame_samples
-        n_frames = data.size // F
-        whole, self._pending = data[: n_frames * F], data[n_frames * F :].copy()
-        self._buf = np.concatenate([self._buf, whole])
-        pcm = (np.clip(whole, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-        gated = self.gate.gate_db > 0
-        energy_dbfs = frame_energy_dbfs(whole.reshape(n_frames, F)) if gated else None
-        out: list[SegmentEvent] = []
-        m = self.machine
-        for k in range(n_frames):
-            strong = weak = self._is_speech(pcm[2 * k * F : 2 * (k + 1) * F])
-            holds = False
-            if energy_dbfs is not None:
-                strong, weak = self.gate.judge(m.frames_seen, strong, float(energy_dbfs[k]),
-                                               idle=not m.in_speech)
-                holds = weak and self.gate.steady
-            events = m.step(strong, weak, holds)
-            if events:
-                # An end sends the rest of its audio itself, before UtteranceEnd.
-                self._handle(events, out)
-        # One audio piece per call: the certain part only grows while an utterance is open.
-        self._deliver(out)
-        self._trim()
-        return out
-
-    def flush(self) -> list[SegmentEvent]:
-        """End of stream: close the open utterance; the partial last frame is dropped."""
-        out: list[SegmentEvent] = []
-        self._handle(self.machine.flush(), out)
-        self._pending = np.zeros(0, dtype=np.float32)
-        self._trim()
-        return out

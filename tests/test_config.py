@@ -151,6 +151,10 @@ def test_bad_value_message_names_file_line_key_value_and_allowed(tmp_path: Path)
         ("vad:\n  max_utterance_s: 0.5\n", "vad.max_utterance_s = 0.5 is invalid"),
         ("vad:\n  noise_gate_db: 41\n", "vad.noise_gate_db = 41.0 is invalid; allowed: a number"),
         ("vad:\n  noise_gate_db: -1\n", "allowed: a number >= 0 and <= 40"),
+        ("vad:\n  max_pause_ms: 30\n",
+         "vad.max_pause_ms = 30 is invalid; allowed: 0 (pauses kept whole) or >= 2 * "
+         "vad.frame_ms (60)"),
+        ("vad:\n  max_pause_ms: -5\n", "vad.max_pause_ms = -5 is invalid"),
         ("vad: 3\n", "vad = 3 is invalid; allowed: a mapping of vad.* keys"),
     ],
 )

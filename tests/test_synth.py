@@ -17,7 +17,8 @@ from daemon.errors import ConfigError, DataError
 from daemon.events import REJECT_LABEL
 from trainer import augment as aug
 from trainer import negatives
-from trainer.democall import make_call, speech_bounds
+from trainer.democall import make_call
+from trainer.pauses import speech_bounds
 from trainer.synth import (
     SynthOptions,
     add_synth_arguments,

@@ -15,15 +15,14 @@ from daemon.noisefloor import (
     NoiseGate,
     frame_energy_dbfs,
 )
-from daemon.vad import (
+from daemon.segmenter import (
     Discarded,
     Segmenter,
     UtteranceAudio,
     UtteranceEnd,
     UtteranceStart,
-    VadEvent,
-    VadStateMachine,
 )
+from daemon.vad import VadEvent, VadStateMachine
 
 # 10 ms frames: trigger ring 5 frames (need 3 voiced), pad 2, hangover 4, min speech 3.
 # Ungated: every voiced frame is strong evidence (the rules without hysteresis).
@@ -311,7 +310,7 @@ def amplitude_vad(pcm: bytes) -> bool:
 def test_segmenter_matches_state_machine_exactly_for_random_blocks():
     rng = np.random.default_rng(1)
     # Gate off: 18 s of a constant level would become the noise floor (see the gate tests).
-    cfg = VadConfig(min_silence_ms=300, noise_gate_db=0.0)
+    cfg = VadConfig(min_silence_ms=300, noise_gate_db=0.0, max_pause_ms=0)
     layout = [(0, 40), (1, 50), (0, 5), (1, 20), (0, 20), (1, 7), (0, 30), (1, 600), (0, 7)]
     audio = np.concatenate(
         [(0.5 if v else 0.0) * np.ones(n * F30, np.float32) for v, n in layout]
@@ -344,7 +343,8 @@ def harmonic(n: int, f0: float = 140.0) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["harmonic", "noise"])
 def test_segmenter_webrtcvad_bursts(kind: str):
     rng = np.random.default_rng(3)
-    cfg = VadConfig()  # defaults: 30 ms frames, pad 10 frames, hangover 44 frames
+    # defaults: 30 ms frames, pad 10 frames, hangover 44 frames; pauses kept whole
+    cfg = VadConfig(max_pause_ms=0)
 
     def burst(n_frames: int) -> np.ndarray:
         if kind == "noise":
@@ -376,7 +376,7 @@ def test_segmenter_silence_only_gives_nothing():
 
 
 def test_segmenter_sends_audio_during_speech():
-    seg = Segmenter(VadConfig(), SR, is_speech=amplitude_vad)
+    seg = Segmenter(VadConfig(max_pause_ms=0), SR, is_speech=amplitude_vad)
     events = seg.process(np.zeros(20 * F30, np.float32))
     events += seg.process(np.full(30 * F30, 0.5, np.float32))
     assert isinstance(events[0], UtteranceStart) and events[0].start_sample == 10 * F30
@@ -386,6 +386,53 @@ def test_segmenter_sends_audio_during_speech():
     # a pause: only the post-roll pad (10 frames) is sent, the rest is held back
     events = seg.process(np.zeros(20 * F30, np.float32))
     assert sum(e.samples.size for e in events if isinstance(e, UtteranceAudio)) == 10 * F30
+
+
+def _layout(parts: list[tuple[int, int]]) -> np.ndarray:
+    audio = np.concatenate([(0.5 if v else 0.0) * np.ones(n * F30, np.float32)
+                            for v, n in parts])
+    return audio * np.where(np.arange(audio.size) % 2, 1, -1).astype(np.float32)
+
+
+def _pieces(events: list) -> list[UtteranceAudio]:
+    return [e for e in events if isinstance(e, UtteranceAudio)]
+
+
+@pytest.mark.parametrize("blocks", [None, 1, 7])
+def test_segmenter_shortens_a_long_pause_to_max_pause_ms(blocks: int | None):
+    # 120 ms = 4 frames: 2 kept after the last word, 2 before the next one (not the default).
+    cfg = VadConfig(min_silence_ms=1500, noise_gate_db=0.0, max_pause_ms=120)
+    # speech 40..90, pause 90..120 (30 frames, cut), speech 120..160, gap 160..164 (4
+    # frames: kept whole), speech 164..184, then silence: end at 184 + pad 10.
+    audio = _layout([(0, 40), (1, 50), (0, 30), (1, 40), (0, 4), (1, 20), (0, 60)])
+    seg = Segmenter(cfg, SR, is_speech=amplitude_vad)
+    events = feed(seg, audio, None if blocks is None else np.random.default_rng(blocks))
+    start, end = events[0], events[-1]
+    assert isinstance(start, UtteranceStart) and isinstance(end, UtteranceEnd)
+    assert (start.start_sample, end.end_sample) == (30 * F30, 194 * F30)  # stream time
+    assert (end.voiced_start_sample, end.voiced_end_sample) == (40 * F30, 184 * F30)
+    pieces = _pieces(events)
+    for p in pieces:  # each piece is where it says it is in the stream
+        np.testing.assert_array_equal(p.samples, audio[p.start_sample : p.start_sample
+                                                       + p.samples.size])
+    got = np.concatenate([p.samples for p in pieces])
+    want = np.concatenate([audio[30 * F30 : 92 * F30], audio[118 * F30 : 194 * F30]])
+    np.testing.assert_array_equal(got, want)
+    assert (seg.pause_cuts, seg.pause_cut_samples) == (1, 26 * F30)
+
+
+def test_segmenter_sends_only_half_the_pause_limit_as_post_roll():
+    seg = Segmenter(VadConfig(max_pause_ms=120), SR, is_speech=amplitude_vad)
+    seg.process(np.zeros(20 * F30, np.float32))
+    seg.process(np.full(30 * F30, 0.5, np.float32))
+    # pad is 10 frames, but what may be cut is held back: 2 frames go out now ...
+    events = seg.process(np.zeros(20 * F30, np.float32))
+    assert sum(e.samples.size for e in _pieces(events)) == 2 * F30
+    # ... and the rest of the post-roll once the hangover ends the utterance.
+    events = seg.process(np.zeros(40 * F30, np.float32))
+    assert sum(e.samples.size for e in _pieces(events)) == 8 * F30
+    assert isinstance(events[-1], UtteranceEnd) and events[-1].end_sample == 60 * F30
+    assert seg.pause_cuts == 0
 
 
 def test_segmenter_rejects_unsupported_rate():

@@ -20,7 +20,8 @@ import numpy as np
 
 from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
-from trainer import tts_espeak
+from trainer import pauses, tts_espeak
+from trainer.pauses import trim
 from trainer.synth_plan import split_speakers
 from trainer.templates import Spec, load_spec
 
@@ -39,26 +40,6 @@ class CallSummary:
     snr_db: float
 
 
-def speech_bounds(audio: np.ndarray, sample_rate_hz: int = 16000,
-                  floor_db: float = -40.0) -> tuple[int, int]:
-    """``[start, end)`` samples of the part louder than ``floor_db`` below the loudest
-    10 ms frame; (0, 0) for silence."""
-    frame = max(1, sample_rate_hz // 100)
-    m = audio.size // frame
-    if m == 0:
-        return (0, 0)
-    p = np.mean(np.square(audio[: m * frame].reshape(m, frame), dtype=np.float64), axis=1)
-    if p.max() <= 0:
-        return (0, 0)
-    loud = np.flatnonzero(p >= p.max() * 10.0 ** (floor_db / 10.0))
-    return (int(loud[0]) * frame, int(loud[-1] + 1) * frame)
-
-
-def trim(audio: np.ndarray, sample_rate_hz: int = 16000) -> np.ndarray:
-    s, e = speech_bounds(audio, sample_rate_hz)
-    return audio[s:e]
-
-
 def _speakers(seed: int, voices: str, test_fraction: float) -> list[tts_espeak.EspeakSpeaker]:
     train, test = split_speakers(seed, test_fraction)
     if voices == "test":
@@ -72,16 +53,15 @@ def _speakers(seed: int, voices: str, test_fraction: float) -> list[tts_espeak.E
 
 def _utterance(text: str, speaker: tts_espeak.EspeakSpeaker, rng: random.Random,
                pause_prob: float, sr: int) -> np.ndarray:
-    words = text.split()
     jitter = random.Random(rng.random())
-    if len(words) >= 4 and rng.random() < pause_prob:
-        k = rng.randint(2, len(words) - 2)
-        a = trim(tts_espeak.speak(" ".join(words[:k]), speaker, random.Random(jitter.random()),
-                                  sr), sr)
-        b = trim(tts_espeak.speak(" ".join(words[k:]), speaker, random.Random(jitter.random()),
-                                  sr), sr)
-        pause = np.zeros(int(rng.uniform(0.3, 1.2) * sr), dtype=np.float32)
-        return np.concatenate([a, pause, b])
+    if len(text.split()) >= pauses.MIN_WORDS and rng.random() < pause_prob:
+        k = pauses.split_at(text, rng)
+        pause_s = rng.uniform(*pauses.PAUSE_S)
+        # Each half gets its own jitter: a hesitation can reset the speaker's pace.
+        return pauses.speak_with_pause(
+            text, k, pause_s,
+            lambda part: tts_espeak.speak(part, speaker, random.Random(jitter.random()), sr),
+            sr)
     return trim(tts_espeak.speak(text, speaker, jitter, sr), sr)
 
 

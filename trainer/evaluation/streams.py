@@ -1,7 +1,7 @@
 """Long test streams with exact truth spans, built from single utterances or a recording.
 
 An utterance stream is: gap, utt, gap, utt, ..., gap with gaps of 1.5-3 s. Each utterance
-is trimmed to its audible part first (``trainer.democall.speech_bounds``), so a truth span
+is trimmed to its audible part first (``trainer.pauses.speech_bounds``), so a truth span
 is exactly the speech. Some utterances get an internal pause (0.3-1.2 s of silence) at the
 quietest 20 ms frame in their middle third (a word boundary, roughly): the daemon must
 keep such a hesitation inside one utterance. Everything is driven by one seeded rng.
@@ -18,7 +18,7 @@ import numpy as np
 from daemon.errors import DataError
 from daemon.events import REJECT_LABEL
 from daemon.score import Span, read_truth
-from trainer.democall import speech_bounds
+from trainer.pauses import speech_bounds
 
 SAMPLE_RATE_HZ = 16000
 
