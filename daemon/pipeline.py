@@ -131,6 +131,11 @@ class SegmenterStage:
             self.counts["samples_in"] += int(block.shape[0])
             self._handle(self.segmenter.process(self.resampler.process(block)))
 
+    def stats(self) -> dict[str, Any]:
+        seg = self.segmenter
+        return {**self.counts, "pauses_shortened": seg.pause_cuts,
+                "pause_s_cut": round(seg.pause_cut_samples / self.rate_hz, 3)}
+
     def _put(self, item: Any) -> None:
         put_unless(self.out, item, self.abort, poll_s=0.2)
 
@@ -301,10 +306,7 @@ class Pipeline:
     # --- summary ---------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        seg = self.segmenter.segmenter
-        counts = {**self.segmenter.counts, "pauses_shortened": seg.pause_cuts,
-                  "pause_s_cut": round(seg.pause_cut_samples / self.segmenter.rate_hz, 3)}
-        return {"source": self.source.stats(), "segmenter": counts,
+        return {"source": self.source.stats(), "segmenter": self.segmenter.stats(),
                 "worker": self.worker.stats(), "sinks": [s.stats() for s in self.sinks]}
 
     def _log_summary(self) -> None:

@@ -307,16 +307,20 @@ def amplitude_vad(pcm: bytes) -> bool:
     return bool(np.abs(np.frombuffer(pcm, "<i2")).max() > 1000)
 
 
+def _layout(parts: list[tuple[int, int]], tail_samples: int = 0) -> np.ndarray:
+    """(voiced, frames) runs of 30 ms frames, +-0.5 or silence, then ``tail_samples`` of
+    voiced signal."""
+    audio = np.concatenate([(0.5 if v else 0.0) * np.ones(n * F30, np.float32)
+                            for v, n in parts] + [np.full(tail_samples, 0.5, np.float32)])
+    return audio * np.where(np.arange(audio.size) % 2, 1, -1).astype(np.float32)
+
+
 def test_segmenter_matches_state_machine_exactly_for_random_blocks():
     rng = np.random.default_rng(1)
     # Gate off: 18 s of a constant level would become the noise floor (see the gate tests).
     cfg = VadConfig(min_silence_ms=300, noise_gate_db=0.0, max_pause_ms=0)
     layout = [(0, 40), (1, 50), (0, 5), (1, 20), (0, 20), (1, 7), (0, 30), (1, 600), (0, 7)]
-    audio = np.concatenate(
-        [(0.5 if v else 0.0) * np.ones(n * F30, np.float32) for v, n in layout]
-        + [np.full(123, 0.5, np.float32)]  # partial frame at the end: not classified
-    )
-    audio *= np.where(np.arange(audio.size) % 2, 1, -1).astype(np.float32)
+    audio = _layout(layout, tail_samples=123)  # partial frame at the end: not classified
     flags = [amplitude_vad((audio[k * F30 : (k + 1) * F30] * 32767).astype("<i2").tobytes())
              for k in range(audio.size // F30)]
     sm, expected = VadStateMachine(cfg), []
@@ -386,12 +390,6 @@ def test_segmenter_sends_audio_during_speech():
     # a pause: only the post-roll pad (10 frames) is sent, the rest is held back
     events = seg.process(np.zeros(20 * F30, np.float32))
     assert sum(e.samples.size for e in events if isinstance(e, UtteranceAudio)) == 10 * F30
-
-
-def _layout(parts: list[tuple[int, int]]) -> np.ndarray:
-    audio = np.concatenate([(0.5 if v else 0.0) * np.ones(n * F30, np.float32)
-                            for v, n in parts])
-    return audio * np.where(np.arange(audio.size) % 2, 1, -1).astype(np.float32)
 
 
 def _pieces(events: list) -> list[UtteranceAudio]:

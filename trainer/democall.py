@@ -21,7 +21,6 @@ import numpy as np
 from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
 from trainer import pauses, tts_espeak
-from trainer.pauses import trim
 from trainer.synth_plan import split_speakers
 from trainer.templates import Spec, load_spec
 
@@ -62,7 +61,7 @@ def _utterance(text: str, speaker: tts_espeak.EspeakSpeaker, rng: random.Random,
             text, k, pause_s,
             lambda part: tts_espeak.speak(part, speaker, random.Random(jitter.random()), sr),
             sr)
-    return trim(tts_espeak.speak(text, speaker, jitter, sr), sr)
+    return pauses.trim(tts_espeak.speak(text, speaker, jitter, sr), sr)
 
 
 def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
