@@ -10,10 +10,14 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from daemon.errors import DataError
+
+if TYPE_CHECKING:
+    from trainer.tts_espeak import EspeakSpeaker
 
 NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
 _BABBLE_TEXT = (
@@ -72,33 +76,61 @@ def hum_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000) -> 
     return _unit_rms(out)
 
 
-def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-                 talkers: int | None = None) -> np.ndarray:
-    """Several overlapped eSpeak talkers saying random word strings (crowd / office)."""
+# Babble is mixed from single-talker tracks. Training and evaluation draw on disjoint pools
+# (alternate voices of the speaker list, separate random texts), so the babble an evaluation
+# or a demo call plays was never heard in training; mixing 3-6 of 16 tracks at random
+# offsets and gains gives each clip its own crowd.
+BABBLE_POOLS: tuple[str, ...] = ("train", "eval")
+_POOL_TALKERS = 16
+_POOL_TRACK_S = 20.0
+
+
+def pool_speakers(pool: str) -> list[EspeakSpeaker]:
+    """The eSpeak voices babble ``pool`` may use: every other one of the speaker list."""
     from trainer import tts_espeak
 
-    speakers = tts_espeak.all_speakers(seed=12345)
-    k = talkers if talkers is not None else int(rng.integers(3, 7))
-    out = np.zeros(n, dtype=np.float32)
-    for _ in range(k):
-        sp = speakers[int(rng.integers(len(speakers)))]
-        filled = int(rng.integers(0, sample_rate_hz // 2))
-        while filled < n:
-            words = rng.choice(_BABBLE_TEXT.split(), size=int(rng.integers(6, 14)))
-            a = tts_espeak.speak(" ".join(words), sp, sample_rate_hz=sample_rate_hz)
-            a = _unit_rms(a) * rng.uniform(0.5, 1.0)
-            seg = a[: n - filled]
-            out[filled : filled + seg.size] += seg
-            filled += seg.size + int(rng.integers(0, sample_rate_hz // 4))
-    return _unit_rms(out)
+    if pool not in BABBLE_POOLS:
+        raise ValueError(f"unknown babble pool {pool!r}; use one of {BABBLE_POOLS}")
+    index = BABBLE_POOLS.index(pool)
+    return tts_espeak.all_speakers(seed=12345)[index :: len(BABBLE_POOLS)]
 
 
 @functools.lru_cache(maxsize=4)
-def babble_bank(seed: int = 0, seconds: float = 30.0, sample_rate_hz: int = 16000
-                ) -> np.ndarray:
-    """A long reproducible babble track, made once per process; crop it with fit_length."""
-    rng = np.random.default_rng([seed, 0xBAB])
-    return babble_noise(int(seconds * sample_rate_hz), rng, sample_rate_hz, talkers=5)
+def talker_pool(pool: str = "train", sample_rate_hz: int = 16000) -> tuple[np.ndarray, ...]:
+    """``_POOL_TALKERS`` tracks of one eSpeak talker each saying random word strings, made
+    once per process (about 1.5 s); unit RMS per sentence."""
+    from trainer import tts_espeak
+
+    speakers = pool_speakers(pool)
+    rng = np.random.default_rng([0xBAB, BABBLE_POOLS.index(pool)])
+    words = _BABBLE_TEXT.split()
+    n = int(_POOL_TRACK_S * sample_rate_hz)
+    tracks = []
+    for i in rng.choice(len(speakers), size=_POOL_TALKERS, replace=False):
+        track = np.zeros(n, dtype=np.float32)
+        filled = 0
+        while filled < n:
+            text = " ".join(rng.choice(words, size=int(rng.integers(6, 14))))
+            seg = _unit_rms(tts_espeak.speak(text, speakers[int(i)],
+                                             sample_rate_hz=sample_rate_hz))[: n - filled]
+            track[filled : filled + seg.size] = seg
+            filled += seg.size + int(rng.integers(0, sample_rate_hz // 4))
+        tracks.append(track)
+    return tuple(tracks)
+
+
+def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
+                 talkers: int | None = None, pool: str = "train") -> np.ndarray:
+    """Several overlapped eSpeak talkers saying random word strings (crowd / office): 3-6
+    tracks of ``pool`` (:func:`talker_pool`), each from a random point at 0.5-1.0 gain."""
+    tracks = talker_pool(pool, sample_rate_hz)
+    k = talkers if talkers is not None else int(rng.integers(3, 7))
+    if not 1 <= k <= len(tracks):
+        raise ValueError(f"talkers must be in 1..{len(tracks)}, got {k}")
+    out = np.zeros(n, dtype=np.float32)
+    for i in rng.choice(len(tracks), size=k, replace=False):
+        out += fit_length(tracks[int(i)], n, rng) * np.float32(rng.uniform(0.5, 1.0))
+    return _unit_rms(out)
 
 
 def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:
@@ -118,8 +150,9 @@ def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray
 
 
 def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-               files: Sequence[np.ndarray] = ()) -> np.ndarray:
-    """``n`` samples of noise ``kind`` (one of NOISE_KINDS, or "file" to crop ``files``)."""
+               files: Sequence[np.ndarray] = (), babble_pool: str = "train") -> np.ndarray:
+    """``n`` samples of noise ``kind`` (one of NOISE_KINDS, or "file" to crop ``files``);
+    babble comes from ``babble_pool`` (evaluation and demo calls use "eval")."""
     if kind == "white":
         return white_noise(n, rng)
     if kind == "pink":
@@ -129,7 +162,7 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int 
     if kind == "hum":
         return hum_noise(n, rng, sample_rate_hz)
     if kind == "babble":
-        return fit_length(babble_bank(int(rng.integers(4)), 30.0, sample_rate_hz), n, rng)
+        return babble_noise(n, rng, sample_rate_hz, pool=babble_pool)
     if kind == "file":
         if not files:
             raise ValueError("noise kind 'file' needs at least one loaded noise file")
@@ -260,6 +293,7 @@ class AugmentOptions:
     speed_prob: float = 0.2
     speed_range: tuple[float, float] = (0.9, 1.1)
     gain_db: tuple[float, float] = (-12.0, 3.0)
+    babble_pool: str = "train"  # "eval" for test splits: babble never heard in training
 
 
 def augment(audio: np.ndarray, rng: np.random.Generator, options: AugmentOptions,
@@ -284,7 +318,8 @@ def augment(audio: np.ndarray, rng: np.random.Generator, options: AugmentOptions
     kind = str(kinds[int(rng.integers(len(kinds)))]) if kinds else ""
     snr = float(rng.uniform(*options.snr_db))
     if draws[2] < options.noise_prob and kind:
-        noise = make_noise(kind, x.size, rng, sample_rate_hz, noise_files)
+        noise = make_noise(kind, x.size, rng, sample_rate_hz, noise_files,
+                           options.babble_pool)
         x = mix_at_snr(x, noise, snr, rng)
         steps.append(f"{kind}@{snr:.0f}dB")
     if draws[3] < options.telephone_prob:

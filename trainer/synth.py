@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import functools
 import json
 import logging
@@ -147,8 +148,10 @@ def _finish(job: Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -
     voice = (job.speaker.voice_id if job.speaker else
              job.engine if job.engine in negatives.BACKGROUND_KINDS else _piper_voice_id())
     # A test utterance: same draws, every step off but the gain (voice and phrasing
-    # generalisation alone), then again with the training augmentation.
-    outputs = ([("test", _CLEAN), (NOISY_SPLIT, options.augment_options())]
+    # generalisation alone), then again with the training augmentation, its babble from
+    # talkers training never hears.
+    noisy = dataclasses.replace(options.augment_options(), babble_pool="eval")
+    outputs = ([("test", _CLEAN), (NOISY_SPLIT, noisy)]
                if job.split == "test" else [(job.split, options.augment_options())])
     aug_seed = int(rng.integers(2**63))
     rows = []

@@ -64,7 +64,8 @@ class NoiseMaker:
         self.rng = np.random.default_rng([seed, 0xE7A1])
 
     def make(self, n: int) -> np.ndarray:
-        return aug.make_noise(self.kind, n, self.rng, self.sample_rate_hz, self.files)
+        return aug.make_noise(self.kind, n, self.rng, self.sample_rate_hz, self.files,
+                              babble_pool="eval")
 
 
 def noise_floor(n: int, rng: np.random.Generator, level_dbfs: float = -60.0) -> np.ndarray:
