@@ -6,28 +6,17 @@ the same noisy conditions. Audio is mono float32 in [-1, 1].
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from daemon.errors import DataError
 
-if TYPE_CHECKING:
-    from trainer.tts_espeak import EspeakSpeaker
-
-NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
-_BABBLE_TEXT = (
-    "the weather today looks like rain so we stayed inside and talked about the trip "
-    "she said the meeting moved to thursday afternoon because of the train delays "
-    "could you pass the salt please I think the soup needs a little more "
-    "we are going to the market later do you want anything from there "
-    "my brother bought a new car last week and it is already making noises "
-    "the kids played in the garden until it got dark and cold outside"
-)
+# What training mixes in by default; "cafe" is there for evaluation (and --noise-kind).
+TRAIN_NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
+NOISE_KINDS: tuple[str, ...] = (*TRAIN_NOISE_KINDS, "cafe")
 
 
 def _rms(x: np.ndarray) -> float:
@@ -76,63 +65,6 @@ def hum_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000) -> 
     return _unit_rms(out)
 
 
-# Babble is mixed from single-talker tracks. Training and evaluation draw on disjoint pools
-# (alternate voices of the speaker list, separate random texts), so the babble an evaluation
-# or a demo call plays was never heard in training; mixing 3-6 of 16 tracks at random
-# offsets and gains gives each clip its own crowd.
-BABBLE_POOLS: tuple[str, ...] = ("train", "eval")
-_POOL_TALKERS = 16
-_POOL_TRACK_S = 20.0
-
-
-def pool_speakers(pool: str) -> list[EspeakSpeaker]:
-    """The eSpeak voices babble ``pool`` may use: every other one of the speaker list."""
-    from trainer import tts_espeak
-
-    if pool not in BABBLE_POOLS:
-        raise ValueError(f"unknown babble pool {pool!r}; use one of {BABBLE_POOLS}")
-    index = BABBLE_POOLS.index(pool)
-    return tts_espeak.all_speakers(seed=12345)[index :: len(BABBLE_POOLS)]
-
-
-@functools.lru_cache(maxsize=4)
-def talker_pool(pool: str = "train", sample_rate_hz: int = 16000) -> tuple[np.ndarray, ...]:
-    """``_POOL_TALKERS`` tracks of one eSpeak talker each saying random word strings, made
-    once per process (about 1.5 s); unit RMS per sentence."""
-    from trainer import tts_espeak
-
-    speakers = pool_speakers(pool)
-    rng = np.random.default_rng([0xBAB, BABBLE_POOLS.index(pool)])
-    words = _BABBLE_TEXT.split()
-    n = int(_POOL_TRACK_S * sample_rate_hz)
-    tracks = []
-    for i in rng.choice(len(speakers), size=_POOL_TALKERS, replace=False):
-        track = np.zeros(n, dtype=np.float32)
-        filled = 0
-        while filled < n:
-            text = " ".join(rng.choice(words, size=int(rng.integers(6, 14))))
-            seg = _unit_rms(tts_espeak.speak(text, speakers[int(i)],
-                                             sample_rate_hz=sample_rate_hz))[: n - filled]
-            track[filled : filled + seg.size] = seg
-            filled += seg.size + int(rng.integers(0, sample_rate_hz // 4))
-        tracks.append(track)
-    return tuple(tracks)
-
-
-def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-                 talkers: int | None = None, pool: str = "train") -> np.ndarray:
-    """Several overlapped eSpeak talkers saying random word strings (crowd / office): 3-6
-    tracks of ``pool`` (:func:`talker_pool`), each from a random point at 0.5-1.0 gain."""
-    tracks = talker_pool(pool, sample_rate_hz)
-    k = talkers if talkers is not None else int(rng.integers(3, 7))
-    if not 1 <= k <= len(tracks):
-        raise ValueError(f"talkers must be in 1..{len(tracks)}, got {k}")
-    out = np.zeros(n, dtype=np.float32)
-    for i in rng.choice(len(tracks), size=k, replace=False):
-        out += fit_length(tracks[int(i)], n, rng) * np.float32(rng.uniform(0.5, 1.0))
-    return _unit_rms(out)
-
-
 def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:
     """A user noise recording as mono float32 at ``sample_rate_hz``, unit RMS."""
     import soundfile as sf
@@ -161,8 +93,11 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int 
         return brown_noise(n, rng)
     if kind == "hum":
         return hum_noise(n, rng, sample_rate_hz)
-    if kind == "babble":
-        return babble_noise(n, rng, sample_rate_hz, pool=babble_pool)
+    if kind in ("babble", "cafe"):
+        from trainer import crowd  # imports this module
+
+        make = crowd.babble_noise if kind == "babble" else crowd.cafe_noise
+        return make(n, rng, sample_rate_hz, pool=babble_pool)
     if kind == "file":
         if not files:
             raise ValueError("noise kind 'file' needs at least one loaded noise file")
@@ -287,7 +222,7 @@ def reverb(audio: np.ndarray, rng: np.random.Generator, sample_rate_hz: int = 16
 class AugmentOptions:
     snr_db: tuple[float, float] = (5.0, 30.0)
     noise_prob: float = 0.7
-    noise_kinds: tuple[str, ...] = NOISE_KINDS
+    noise_kinds: tuple[str, ...] = TRAIN_NOISE_KINDS
     telephone_prob: float = 0.15
     reverb_prob: float = 0.25
     speed_prob: float = 0.2

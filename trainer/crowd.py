@@ -1,0 +1,148 @@
+"""Crowd noise from synthetic talkers: babble (a few near voices) and a café (many far ones).
+
+Both are mixed from single-talker eSpeak tracks. Training and evaluation draw on disjoint
+pools (alternate voices of the speaker list, separate random texts), so the crowd an
+evaluation or a demo call plays was never heard in training.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trainer import augment as aug
+
+if TYPE_CHECKING:
+    from trainer.tts_espeak import EspeakSpeaker
+
+_BABBLE_TEXT = (
+    "the weather today looks like rain so we stayed inside and talked about the trip "
+    "she said the meeting moved to thursday afternoon because of the train delays "
+    "could you pass the salt please I think the soup needs a little more "
+    "we are going to the market later do you want anything from there "
+    "my brother bought a new car last week and it is already making noises "
+    "the kids played in the garden until it got dark and cold outside"
+)
+
+# Mixing 3-6 of 16 tracks at random offsets and gains gives each babble clip its own crowd.
+BABBLE_POOLS: tuple[str, ...] = ("train", "eval")
+_POOL_TALKERS = 16
+_POOL_TRACK_S = 20.0
+
+
+def pool_speakers(pool: str) -> list[EspeakSpeaker]:
+    """The eSpeak voices babble ``pool`` may use: every other one of the speaker list."""
+    from trainer import tts_espeak
+
+    if pool not in BABBLE_POOLS:
+        raise ValueError(f"unknown babble pool {pool!r}; use one of {BABBLE_POOLS}")
+    index = BABBLE_POOLS.index(pool)
+    return tts_espeak.all_speakers(seed=12345)[index :: len(BABBLE_POOLS)]
+
+
+@functools.lru_cache(maxsize=4)
+def talker_pool(pool: str = "train", sample_rate_hz: int = 16000) -> tuple[np.ndarray, ...]:
+    """``_POOL_TALKERS`` tracks of one eSpeak talker each saying random word strings, made
+    once per process (about 1.5 s); unit RMS per sentence."""
+    from trainer import tts_espeak
+
+    speakers = pool_speakers(pool)
+    rng = np.random.default_rng([0xBAB, BABBLE_POOLS.index(pool)])
+    words = _BABBLE_TEXT.split()
+    n = int(_POOL_TRACK_S * sample_rate_hz)
+    tracks = []
+    for i in rng.choice(len(speakers), size=_POOL_TALKERS, replace=False):
+        track = np.zeros(n, dtype=np.float32)
+        filled = 0
+        while filled < n:
+            text = " ".join(rng.choice(words, size=int(rng.integers(6, 14))))
+            seg = aug._unit_rms(tts_espeak.speak(text, speakers[int(i)],
+                                             sample_rate_hz=sample_rate_hz))[: n - filled]
+            track[filled : filled + seg.size] = seg
+            filled += seg.size + int(rng.integers(0, sample_rate_hz // 4))
+        tracks.append(track)
+    return tuple(tracks)
+
+
+def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
+                 talkers: int | None = None, pool: str = "train") -> np.ndarray:
+    """Several overlapped eSpeak talkers saying random word strings (crowd / office): 3-6
+    tracks of ``pool`` (:func:`talker_pool`), each from a random point at 0.5-1.0 gain."""
+    tracks = talker_pool(pool, sample_rate_hz)
+    k = talkers if talkers is not None else int(rng.integers(3, 7))
+    if not 1 <= k <= len(tracks):
+        raise ValueError(f"talkers must be in 1..{len(tracks)}, got {k}")
+    out = np.zeros(n, dtype=np.float32)
+    for i in rng.choice(len(tracks), size=k, replace=False):
+        out += aug.fit_length(tracks[int(i)], n, rng) * np.float32(rng.uniform(0.5, 1.0))
+    return aug._unit_rms(out)
+
+
+_CAFE_BEDS = 4
+
+
+def _circular_convolve(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    # Circular, so the reverberant tail wraps round and the bed loops without a seam.
+    return np.fft.irfft(np.fft.rfft(x) * np.fft.rfft(ir, x.size), x.size).astype(np.float32)
+
+
+def _max_frame_power(x: np.ndarray, sample_rate_hz: int) -> float:
+    frame = max(1, sample_rate_hz // 50)  # 20 ms, as the evaluation's SNR
+    m = x.size // frame
+    if m == 0:
+        return float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+    return float(np.mean(np.square(x[: m * frame].reshape(m, frame), dtype=np.float64),
+                         axis=1).max())
+
+
+@functools.lru_cache(maxsize=4)
+def _cafe_beds(pool: str, sample_rate_hz: int) -> tuple[np.ndarray, ...]:
+    """Murmur beds: every talker of ``pool`` at once, each 2-8 m away in a live room."""
+    tracks = talker_pool(pool, sample_rate_hz)
+    rng = np.random.default_rng([0xCAFE, BABBLE_POOLS.index(pool)])
+    beds = []
+    for _ in range(_CAFE_BEDS):
+        bed = np.zeros_like(tracks[0])
+        for track in tracks:
+            ir = aug.room_impulse(rng, sample_rate_hz, float(rng.uniform(0.5, 0.9)))
+            ir[0] *= 0.25  # far from the microphone: mostly room, little direct sound
+            shifted = np.roll(track, int(rng.integers(track.size)))
+            bed += _circular_convolve(shifted, ir) / np.float32(rng.uniform(2.0, 8.0))
+        beds.append(aug._unit_rms(bed))
+    return tuple(beds)
+
+
+def _clatter(n: int, rng: np.random.Generator, sample_rate_hz: int,
+             rate_hz: float = 0.6) -> np.ndarray:
+    """Dishes and cutlery: short ringing bursts (a few 1.5-7 kHz partials over a click)."""
+    out = np.zeros(n, dtype=np.float32)
+    for _ in range(int(rng.poisson(rate_hz * n / sample_rate_hz))):
+        length = int(rng.uniform(0.02, 0.12) * sample_rate_hz)
+        t = np.arange(length) / sample_rate_hz
+        burst = 0.5 * rng.standard_normal(length)
+        for _ in range(int(rng.integers(2, 5))):
+            burst += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(1500, 7000) * t
+                                                    + rng.uniform(0, 2 * np.pi))
+        burst *= np.exp(-t / rng.uniform(0.01, 0.05))
+        start = int(rng.integers(0, max(1, n - length)))
+        seg = burst[: n - start] * rng.uniform(0.2, 1.0)
+        out[start : start + seg.size] += seg.astype(np.float32)
+    return out
+
+
+def cafe_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
+               pool: str = "train") -> np.ndarray:
+    """A café: a murmur of 16 distant, reverberant talkers (no voice stands out, unlike
+    :func:`babble_noise`'s 3-6 near ones) over clatter and a low rumble; the kind of noise
+    the Picovoice Rhino benchmark mixes in (a café recording). The clatter's loudest frame
+    stays below the murmur's, so under a max-frame-energy SNR the murmur sets the level."""
+    beds = _cafe_beds(pool, sample_rate_hz)
+    bed = aug.fit_length(beds[int(rng.integers(len(beds)))], n, rng)
+    clatter = _clatter(n, rng, sample_rate_hz)
+    peak = _max_frame_power(clatter, sample_rate_hz)
+    if peak > 0:
+        clatter *= np.float32(np.sqrt(_max_frame_power(bed, sample_rate_hz) / peak)
+                              * rng.uniform(0.3, 0.9))
+    return aug._unit_rms(bed + clatter + np.float32(0.15) * aug.brown_noise(n, rng))
