@@ -10,7 +10,7 @@ from trainer import augment as aug
 from trainer import crowd
 
 
-def test_babble_pools_use_disjoint_voices_and_tracks() -> None:
+def test_crowd_pools_use_disjoint_voices_and_tracks() -> None:
     train_voices = {s.voice_name for s in crowd.pool_speakers("train")}
     eval_voices = {s.voice_name for s in crowd.pool_speakers("eval")}
     assert train_voices and eval_voices and not train_voices & eval_voices
@@ -52,13 +52,13 @@ def test_babble_noise_mixes_the_requested_number_of_talkers() -> None:
     assert max(_best_match(three, t) for t in tracks) < 0.95
     with pytest.raises(ValueError, match=r"talkers must be in 1\.\.16"):
         crowd.babble_noise(100, np.random.default_rng(0), talkers=17)
-    with pytest.raises(ValueError, match="unknown babble pool"):
+    with pytest.raises(ValueError, match="unknown crowd pool"):
         crowd.babble_noise(100, np.random.default_rng(0), pool="test")
 
 
 def test_cafe_is_a_murmur_bed_plus_capped_clatter_and_rumble() -> None:
     n = 3 * 16000
-    a = aug.make_noise("cafe", n, np.random.default_rng(4), babble_pool="eval")
+    a = aug.make_noise("cafe", n, np.random.default_rng(4), crowd_pool="eval")
     assert a.dtype == np.float32 and a.shape == (n,)
     assert np.sqrt(np.mean(np.square(a, dtype=np.float64))) == pytest.approx(1.0, rel=1e-4)
     assert not np.array_equal(a, crowd.cafe_noise(n, np.random.default_rng(4)))  # train pool

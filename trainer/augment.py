@@ -82,9 +82,9 @@ def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray
 
 
 def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-               files: Sequence[np.ndarray] = (), babble_pool: str = "train") -> np.ndarray:
+               files: Sequence[np.ndarray] = (), crowd_pool: str = "train") -> np.ndarray:
     """``n`` samples of noise ``kind`` (one of NOISE_KINDS, or "file" to crop ``files``);
-    babble comes from ``babble_pool`` (evaluation and demo calls use "eval")."""
+    babble and café come from ``crowd_pool`` (evaluation and demo calls use "eval")."""
     if kind == "white":
         return white_noise(n, rng)
     if kind == "pink":
@@ -97,7 +97,7 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int 
         from trainer import crowd  # imports this module
 
         make = crowd.babble_noise if kind == "babble" else crowd.cafe_noise
-        return make(n, rng, sample_rate_hz, pool=babble_pool)
+        return make(n, rng, sample_rate_hz, pool=crowd_pool)
     if kind == "file":
         if not files:
             raise ValueError("noise kind 'file' needs at least one loaded noise file")
@@ -228,7 +228,7 @@ class AugmentOptions:
     speed_prob: float = 0.2
     speed_range: tuple[float, float] = (0.9, 1.1)
     gain_db: tuple[float, float] = (-12.0, 3.0)
-    babble_pool: str = "train"  # "eval" for test splits: babble never heard in training
+    crowd_pool: str = "train"  # "eval" for test splits: babble / café never heard in training
 
 
 def augment(audio: np.ndarray, rng: np.random.Generator, options: AugmentOptions,
@@ -254,7 +254,7 @@ def augment(audio: np.ndarray, rng: np.random.Generator, options: AugmentOptions
     snr = float(rng.uniform(*options.snr_db))
     if draws[2] < options.noise_prob and kind:
         noise = make_noise(kind, x.size, rng, sample_rate_hz, noise_files,
-                           options.babble_pool)
+                           options.crowd_pool)
         x = mix_at_snr(x, noise, snr, rng)
         steps.append(f"{kind}@{snr:.0f}dB")
     if draws[3] < options.telephone_prob:

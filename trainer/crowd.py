@@ -27,19 +27,19 @@ _BABBLE_TEXT = (
 )
 
 # Mixing 3-6 of 16 tracks at random offsets and gains gives each babble clip its own crowd.
-BABBLE_POOLS: tuple[str, ...] = ("train", "eval")
+CROWD_POOLS: tuple[str, ...] = ("train", "eval")
 _POOL_TALKERS = 16
 _POOL_TRACK_S = 20.0
 
 
 def pool_speakers(pool: str) -> list[EspeakSpeaker]:
-    """The eSpeak voices babble ``pool`` may use: every other one of the speaker list."""
+    """The eSpeak voices crowd ``pool`` may use: every other one of the speaker list."""
     from trainer import tts_espeak
 
-    if pool not in BABBLE_POOLS:
-        raise ValueError(f"unknown babble pool {pool!r}; use one of {BABBLE_POOLS}")
-    index = BABBLE_POOLS.index(pool)
-    return tts_espeak.all_speakers(seed=12345)[index :: len(BABBLE_POOLS)]
+    if pool not in CROWD_POOLS:
+        raise ValueError(f"unknown crowd pool {pool!r}; use one of {CROWD_POOLS}")
+    index = CROWD_POOLS.index(pool)
+    return tts_espeak.all_speakers(seed=12345)[index :: len(CROWD_POOLS)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -49,7 +49,7 @@ def talker_pool(pool: str = "train", sample_rate_hz: int = 16000) -> tuple[np.nd
     from trainer import tts_espeak
 
     speakers = pool_speakers(pool)
-    rng = np.random.default_rng([0xBAB, BABBLE_POOLS.index(pool)])
+    rng = np.random.default_rng([0xBAB, CROWD_POOLS.index(pool)])
     words = _BABBLE_TEXT.split()
     n = int(_POOL_TRACK_S * sample_rate_hz)
     tracks = []
@@ -101,7 +101,7 @@ def _max_frame_power(x: np.ndarray, sample_rate_hz: int) -> float:
 def _cafe_beds(pool: str, sample_rate_hz: int) -> tuple[np.ndarray, ...]:
     """Murmur beds: every talker of ``pool`` at once, each 2-8 m away in a live room."""
     tracks = talker_pool(pool, sample_rate_hz)
-    rng = np.random.default_rng([0xCAFE, BABBLE_POOLS.index(pool)])
+    rng = np.random.default_rng([0xCAFE, CROWD_POOLS.index(pool)])
     beds = []
     for _ in range(_CAFE_BEDS):
         bed = np.zeros_like(tracks[0])

@@ -113,7 +113,7 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
     nrng = np.random.default_rng(rng.getrandbits(63))
     kind = CALL_NOISE_KINDS[int(nrng.integers(len(CALL_NOISE_KINDS)))]
     kind = noise_kind or kind
-    noise = aug.make_noise(kind, track.size, nrng, sr, babble_pool="eval")
+    noise = aug.make_noise(kind, track.size, nrng, sr, crowd_pool="eval")
     snr = float(nrng.uniform(*snr_db))
     track = aug.mix_at_snr(track, noise, snr, nrng)
     track = aug.limit_peak(track, 0.9)

@@ -150,7 +150,7 @@ def _finish(job: Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -
     # A test utterance: same draws, every step off but the gain (voice and phrasing
     # generalisation alone), then again with the training augmentation, its babble from
     # talkers training never hears.
-    noisy = dataclasses.replace(options.augment_options(), babble_pool="eval")
+    noisy = dataclasses.replace(options.augment_options(), crowd_pool="eval")
     outputs = ([("test", _CLEAN), (NOISY_SPLIT, noisy)]
                if job.split == "test" else [(job.split, options.augment_options())])
     aug_seed = int(rng.integers(2**63))

@@ -65,7 +65,7 @@ class NoiseMaker:
 
     def make(self, n: int) -> np.ndarray:
         return aug.make_noise(self.kind, n, self.rng, self.sample_rate_hz, self.files,
-                              babble_pool="eval")
+                              crowd_pool="eval")
 
 
 def noise_floor(n: int, rng: np.random.Generator, level_dbfs: float = -60.0) -> np.ndarray:
