@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainer import augment as aug
+from trainer.evaluation.snr import max_frame_energy  # the clatter cap, in the SNR's frames
 
 if TYPE_CHECKING:
     from trainer.tts_espeak import EspeakSpeaker
@@ -88,15 +89,6 @@ def _circular_convolve(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
     return np.fft.irfft(np.fft.rfft(x) * np.fft.rfft(ir, x.size), x.size).astype(np.float32)
 
 
-def _max_frame_power(x: np.ndarray, sample_rate_hz: int) -> float:
-    frame = max(1, sample_rate_hz // 50)  # 20 ms, as the evaluation's SNR
-    m = x.size // frame
-    if m == 0:
-        return float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-    return float(np.mean(np.square(x[: m * frame].reshape(m, frame), dtype=np.float64),
-                         axis=1).max())
-
-
 @functools.lru_cache(maxsize=4)
 def _cafe_beds(pool: str, sample_rate_hz: int) -> tuple[np.ndarray, ...]:
     """Murmur beds: every talker of ``pool`` at once, each 2-8 m away in a live room."""
@@ -141,8 +133,8 @@ def cafe_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
     beds = _cafe_beds(pool, sample_rate_hz)
     bed = aug.fit_length(beds[int(rng.integers(len(beds)))], n, rng)
     clatter = _clatter(n, rng, sample_rate_hz)
-    peak = _max_frame_power(clatter, sample_rate_hz)
+    peak = max_frame_energy(clatter, sample_rate_hz)
     if peak > 0:
-        clatter *= np.float32(np.sqrt(_max_frame_power(bed, sample_rate_hz) / peak)
+        clatter *= np.float32(np.sqrt(max_frame_energy(bed, sample_rate_hz) / peak)
                               * rng.uniform(0.3, 0.9))
     return aug._unit_rms(bed + clatter + np.float32(0.15) * aug.brown_noise(n, rng))
