@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", action="append", default=[], metavar="PATH",
                    help="noise recording for the SNR conditions and the noise-only stream "
                         "(repeatable; replaces --noise-kind)")
-    p.add_argument("--noise-kind", default="babble", choices=NOISE_KINDS)
+    p.add_argument("--noise-kind", default="babble", choices=NOISE_KINDS,
+                   help="generated noise for the SNR conditions and the noise-only stream: "
+                        "babble = 3-6 near talkers (voices that can be made out), cafe = a "
+                        "murmur of 16 far talkers with clatter (the kind of noise of the "
+                        "Rhino benchmark); both from talkers training never hears")
     p.add_argument("--snrs", default="clean,24,18,12,9,6",
                    help="comma-separated conditions: clean and/or SNRs in dB")
     p.add_argument("--telephone", action="store_true",
