@@ -150,9 +150,10 @@ def _finish(job: Job, speech: np.ndarray, out_dir: str, options: SynthOptions) -
     # A test utterance: same draws, every step off but the gain (voice and phrasing
     # generalisation alone), then again with the training augmentation, its babble from
     # talkers training never hears.
-    noisy = dataclasses.replace(options.augment_options(), crowd_pool="eval")
-    outputs = ([("test", _CLEAN), (NOISY_SPLIT, noisy)]
-               if job.split == "test" else [(job.split, options.augment_options())])
+    train_opts = options.augment_options()
+    outputs = ([("test", _CLEAN),
+                (NOISY_SPLIT, dataclasses.replace(train_opts, crowd_pool="eval"))]
+               if job.split == "test" else [(job.split, train_opts)])
     aug_seed = int(rng.integers(2**63))
     rows = []
     for split, opts in outputs:
