@@ -2,8 +2,8 @@
 
 Each call is ``trainer.democall`` output for the banking spec: 10 commands from held-out
 voices, 1.5-3 s apart, some with an internal pause, over pink, brown, hum or babble noise at
-15-25 dB. The calls are streamed through :class:`daemon.segmenter.Segmenter` in 30 ms blocks
-with the ``vad`` settings of ``--config``, and each truth command is scored:
+15-25 dB (``--snr-db``). The calls are streamed through :class:`daemon.segmenter.Segmenter`
+in 30 ms blocks with the ``vad`` settings of ``--config``, and each truth command is scored:
 
 * one-to-one: exactly one utterance overlaps it, and that utterance overlaps no other
   command (missed, split and merged commands are not);
@@ -11,6 +11,7 @@ with the ``vad`` settings of ``--config``, and each truth command is scored:
   end-to-end test's tolerance) of the truth.
 
 Usage: python bench/vad_calls.py [--config config.yaml] [--gate-db DB] [--seeds 200 6]
+       [--snr-db 15 25] [--kinds pink,brown,hum,babble]
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def main() -> None:
     ap.add_argument("--gate-db", type=float, default=None,
                     help="override vad.noise_gate_db (0: off)")
     ap.add_argument("--seeds", type=int, nargs=2, default=[200, 6], metavar=("FIRST", "N"))
+    ap.add_argument("--snr-db", type=float, nargs=2, default=[15.0, 25.0], metavar=("MIN", "MAX"),
+                    help="background noise SNR range of the calls (default 15 25)")
+    ap.add_argument("--kinds", default=",".join(CALL_NOISE_KINDS),
+                    help="comma-separated noise kinds (default: all)")
     args = ap.parse_args()
     cfg = load_config(args.config).vad
     if args.gate_db is not None:
@@ -74,18 +79,20 @@ def main() -> None:
     first, n = args.seeds
     result: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in CALL_NOISE_KINDS:
+        for kind in args.kinds.split(","):
             totals = np.zeros(3, dtype=int)
             for seed in range(first, first + n):
                 wav, csv_path = Path(tmp) / f"{kind}{seed}.wav", Path(tmp) / f"{kind}{seed}.csv"
-                make_call(SPEC, wav, csv_path, n_utterances=10, seed=seed, noise_kind=kind)
+                make_call(SPEC, wav, csv_path, n_utterances=10, seed=seed, noise_kind=kind,
+                          snr_db=(args.snr_db[0], args.snr_db[1]))
                 with open(csv_path, newline="", encoding="utf-8") as f:
                     truth = [(float(r["start_s"]), float(r["end_s"])) for r in csv.DictReader(f)]
                 totals += score(truth, segment(wav, cfg))
             one, within, count = (int(v) for v in totals)
             result[kind] = {"one_to_one": round(one / count, 3),
                             "boundaries_within_150ms": round(within / max(1, 2 * one), 3)}
-    print(json.dumps({"noise_gate_db": cfg.noise_gate_db, "calls_per_noise": n,
+    print(json.dumps({"noise_gate_db": cfg.noise_gate_db, "snr_db": args.snr_db,
+                      "calls_per_noise": n,
                       "commands_per_noise": 10 * n, **result}))
 
 

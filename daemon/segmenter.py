@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.config import VadConfig
-from daemon.noisefloor import NoiseGate, frame_energy_dbfs
+from daemon.noisefloor import GateEnergy, NoiseGate
 from daemon.vad import VAD_RATES_HZ, VadEvent, VadStateMachine, ms_to_frames
 
 
@@ -96,6 +96,7 @@ class Segmenter:
         m = self.machine
         # Noise frames are known once no onset can reach back to them any more.
         self.gate = NoiseGate(cfg.noise_gate_db, cfg.frame_ms, m.window_frames + m.reach_frames)
+        self._gate_energy = GateEnergy(sample_rate_hz)
         # Idle: keep enough audio for the earliest possible start (trigger ring, onset
         # reach, pre-roll).
         self._keep_frames = m.window_frames + m.reach_frames + m.pad_frames
@@ -186,7 +187,7 @@ class Segmenter:
         self._buf = np.concatenate([self._buf, whole])
         pcm = (np.clip(whole, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         gated = self.gate.gate_db > 0
-        energy_dbfs = frame_energy_dbfs(whole.reshape(n_frames, F)) if gated else None
+        energy_dbfs = self._gate_energy.frames_dbfs(whole.reshape(n_frames, F)) if gated else None
         out: list[SegmentEvent] = []
         m = self.machine
         for k in range(n_frames):

@@ -7,10 +7,13 @@ import pytest
 
 from daemon.config import VadConfig
 from daemon.noisefloor import (
+    GATE_HIGHPASS_HZ,
     NOISE_FLOOR_MIN_DBFS,
+    STEADY_MIN_S,
     STRONG_OVER_FOOLED_DB,
     WEAK_MIN_DB,
     FooledLevel,
+    GateEnergy,
     NoiseFloor,
     NoiseGate,
     frame_energy_dbfs,
@@ -22,7 +25,7 @@ from daemon.segmenter import (
     UtteranceEnd,
     UtteranceStart,
 )
-from daemon.vad import VadEvent, VadStateMachine
+from daemon.vad import TRIGGER_MIN_STRONG, VadEvent, VadStateMachine
 
 # 10 ms frames: trigger ring 5 frames (need 3 voiced), pad 2, hangover 4, min speech 3.
 # Ungated: every voiced frame is strong evidence (the rules without hysteresis).
@@ -258,6 +261,27 @@ def test_weak_frames_hold_the_utterance_open_only_in_steady_noise():
         "end", 0, 5, "silence", 0, 3)
 
 
+def test_weak_frames_count_towards_the_trigger_only_in_steady_noise_with_two_strong():
+    """Ring of 5 frames, 3 needed. With ``weak_holds`` (steady noise) weak frames count once
+    the ring holds ``TRIGGER_MIN_STRONG`` (2) strong ones; fast speech under steady noise
+    leaves too few frames 10 dB over the floor to trigger on strong frames alone."""
+    assert TRIGGER_MIN_STRONG == 2
+
+    def starts(flags: str, holds: bool) -> list[VadEvent]:
+        sm = VadStateMachine(GATED)
+        return [e for ch in flags.replace(" ", "")
+                for e in sm.step(ch == "1", ch in "1w", holds and ch in "1w")
+                if e.kind == "start"]
+
+    # strong 5 and 7, weak 6: 3 of 5 counted at frame 7; the onset reaches back to 5
+    assert starts("00000 1w1 00000", holds=True) == [VadEvent("start", 0, 3, voiced_start=5)]
+    assert starts("00000 1w1 00000", holds=False) == []  # babble: strong frames only
+    # one strong frame is not enough, however many weak ones surround it
+    assert starts("00000 ww1ww 00000", holds=True) == []
+    # the ring is 5 frames: strong 0 and 6 are never in it together
+    assert starts("1wwww w1 00000", holds=True) == []
+
+
 def test_weak_tail_reaches_at_most_reach_frames_past_the_last_strong_frame():
     cfg = VadConfig(**{**GATED.__dict__, "min_silence_ms": 1500})  # hangover 50 frames
     # weak frames attach up to frame 2 + 34 = 36; end = 36 + 1 + pad 2
@@ -382,7 +406,7 @@ def test_segmenter_silence_only_gives_nothing():
 def test_segmenter_sends_audio_during_speech():
     seg = Segmenter(VadConfig(max_pause_ms=0), SR, is_speech=amplitude_vad)
     events = seg.process(np.zeros(20 * F30, np.float32))
-    events += seg.process(np.full(30 * F30, 0.5, np.float32))
+    events += seg.process(square(30, 0.5))
     assert isinstance(events[0], UtteranceStart) and events[0].start_sample == 10 * F30
     audio = [e for e in events if isinstance(e, UtteranceAudio)]
     # everything up to the last processed (voiced) frame is already out
@@ -422,7 +446,7 @@ def test_segmenter_shortens_a_long_pause_to_max_pause_ms(blocks: int | None):
 def test_segmenter_sends_only_half_the_pause_limit_as_post_roll():
     seg = Segmenter(VadConfig(max_pause_ms=120), SR, is_speech=amplitude_vad)
     seg.process(np.zeros(20 * F30, np.float32))
-    seg.process(np.full(30 * F30, 0.5, np.float32))
+    seg.process(square(30, 0.5))
     # pad is 10 frames, but what may be cut is held back: 2 frames go out now ...
     events = seg.process(np.zeros(20 * F30, np.float32))
     assert sum(e.samples.size for e in _pieces(events)) == 2 * F30
@@ -454,6 +478,32 @@ def test_noise_floor_percentile_window_and_absolute_floor():
         nf.add(-10.0)  # a loud burst fills 30% of the window: the low percentile ignores it
     assert nf.floor_dbfs == pytest.approx(-40.0)
     np.testing.assert_allclose(frame_energy_dbfs(np.full((2, 480), 0.1)), [-20.0, -20.0])
+
+
+def test_gate_energy_is_the_same_for_any_split_into_blocks():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 480)) * 0.05 + np.sin(np.arange(40 * 480) * 0.02).reshape(40, 480)
+    whole = GateEnergy(16000).frames_dbfs(x)
+    for seed in range(3):
+        cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, 40), 6, replace=False))
+        ge = GateEnergy(16000)
+        parts = np.concatenate([ge.frames_dbfs(b) for b in np.split(x, cuts)])
+        np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-9)
+    assert GateEnergy(16000).frames_dbfs(np.zeros((0, 480))).shape == (0,)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_gate_energy_drops_rumble_and_keeps_speech_band(rate: int):
+    """2nd-order Butterworth: |H(f)|^2 = 1 / (1 + (fc / f)^4) once the transient is gone."""
+    t = np.arange(rate * 2) / rate
+    frame = rate * 30 // 1000
+    for f_hz in (50.0, 1000.0):
+        tone = 0.1 * np.sin(2 * np.pi * f_hz * t)
+        x = tone[: tone.size // frame * frame].reshape(-1, frame)
+        db = GateEnergy(rate).frames_dbfs(x)[20:]  # past 0.6 s of filter transient
+        expected = frame_energy_dbfs(x[20:]) - 10 * np.log10(1 + (GATE_HIGHPASS_HZ / f_hz) ** 4)
+        np.testing.assert_allclose(db, expected, atol=0.05)
+    # 50 Hz hum loses 12.3 dB, a 1 kHz formant 0.0004 dB.
 
 
 def square(n_frames: int, amp: float) -> np.ndarray:
@@ -506,8 +556,9 @@ def test_gate_leaves_clean_input_unchanged():
         for g in (0.0, 10.0, 40.0)
     ]
     # Pads: 10 frames. Gated, webrtcvad's own hangover frames over the digital silence no
-    # longer count as speech, so the ends are exactly speech end + pad (ungated: later).
-    assert on10 == on40 == [(30 * F30, 100 * F30, "silence"), (140 * F30, 200 * F30, "eof")]
+    # longer count as speech, so the ends are exactly speech end + pad (ungated: later), plus
+    # the one frame that the gate's high-pass filter rings into after the burst stops dead.
+    assert on10 == on40 == [(30 * F30, 101 * F30, "silence"), (140 * F30, 201 * F30, "eof")]
     assert [(s, r) for s, _, r in off] == [(s, r) for s, _, r in on10]
     assert all(e0 <= e <= e0 + 6 * F30 for (_, e0, _), (_, e, _) in zip(on10, off, strict=True))
 
@@ -617,6 +668,17 @@ def test_strong_margin_rises_over_the_noise_that_fools_the_vad():
     assert gate.judge(300, True, -29.0, idle=False) == (False, True)  # 11 dB: weak only
     assert gate.judge(301, True, -26.5, idle=False) == (True, True)  # 13.5 dB
     assert gate.judge(302, False, -20.0, idle=False) == (False, False)  # webrtcvad: no speech
+
+
+def test_noise_is_steady_only_after_steady_min_s_of_it():
+    # 30 ms frames: 34 noise frames make 1 s; each idle frame becomes noise 44 frames later
+    gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+    assert STEADY_MIN_S == 1.0 and not gate.steady  # nothing heard yet: babble or not?
+    for k in range(44 + 33):
+        gate.judge(k, False, -40.0, idle=True)
+    assert gate.fooled.frames == 33 and not gate.steady
+    gate.judge(77, False, -40.0, idle=True)
+    assert gate.fooled.frames == 34 and gate.steady
 
 
 def test_noise_gate_counts_idle_frames_before_an_onset_as_noise():
