@@ -12,6 +12,13 @@ a sequence to intent logits: input LayerNorm -> projection -> a head -> linear. 
 * ``gru_attention``: depthwise-separable conv block(s) -> bidirectional GRU -> multi-head
   attention pooling (the earlier default; 83.6% on the same noisy split).
 
+``subtract_utterance_mean`` (set for every model ``intentd-train fit`` builds; off for
+models saved before it existed) subtracts each utterance's mean embedding before the input
+LayerNorm, as cepstral mean normalisation does for MFCCs: the voice and the channel add a
+near-constant offset to every frame, the words do not. Banking demo data (400 per intent),
+clean / noisy held-out voices: 91.1 / 84.4% -> 92.8 / 85.3% (training seed 42), 90.7 / 83.4%
+-> 91.8 / 85.9% (seed 1).
+
 Training-time augmentation
 (SpecAugment-style time/feature masks and input dropout) lives inside ``forward`` so any
 trainer gets it just by calling ``model.train()``.
@@ -78,6 +85,7 @@ class CompactConfig(PretrainedConfig):
         feature_mask_count: int = 1,
         feature_mask_max_dims: int = 8,
         label_smoothing: float = 0.1,
+        subtract_utterance_mean: bool = False,
         input_view: str = "utterance",
         sample_rate_hz: int = embedding.SAMPLE_RATE_HZ,
         initializer_range: float = 0.02,
@@ -113,6 +121,7 @@ class CompactConfig(PretrainedConfig):
         self.feature_mask_count = feature_mask_count
         self.feature_mask_max_dims = feature_mask_max_dims
         self.label_smoothing = label_smoothing
+        self.subtract_utterance_mean = bool(subtract_utterance_mean)
         self.input_view = input_view
         self.sample_rate_hz = sample_rate_hz
         self.initializer_range = initializer_range
@@ -214,7 +223,10 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         mask = mask.clone()
         mask[:, 0] |= ~mask.any(dim=1)
 
-        x = self.input_norm(input_values) * mask.unsqueeze(-1)
+        x = input_values
+        if self.config.subtract_utterance_mean:
+            x = x - _masked_mean(x, mask)
+        x = self.input_norm(x) * mask.unsqueeze(-1)
         if self.training:
             x = self._augment(x, mask)
         x = self.input_dropout(x)
@@ -233,6 +245,12 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         if return_dict is False:
             return (logits,) if loss is None else (loss, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid frames of each row of ``x`` [B, T, D]: [B, 1, D]."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
 def _as_utterances(raw_speech: Any) -> list[np.ndarray]:

@@ -82,6 +82,7 @@ def test_every_head_variant_is_padding_invariant() -> None:
                 CompactConfig(id2label=ids, kernel_sizes=(1, 11)),
                 CompactConfig(id2label=ids, conv_stride=2),
                 CompactConfig(id2label=ids, kernel_sizes=(1, 11), conv_stride=3),
+                CompactConfig(id2label=ids, subtract_utterance_mean=True),
                 CompactConfig(id2label=ids, head_type="gru_attention"),
                 CompactConfig(id2label=ids, head_type="gru_attention", gru_hidden_size=0,
                               attention_heads=1, num_conv_layers=3)):
@@ -91,6 +92,36 @@ def test_every_head_variant_is_padding_invariant() -> None:
             alone = model(input_values=x).logits
             batch = model(input_values=padded, attention_mask=mask).logits
         torch.testing.assert_close(alone, batch, atol=1e-5, rtol=1e-5)
+
+
+def test_subtracting_the_utterance_mean_ignores_a_constant_offset() -> None:
+    """A voice or channel that shifts every frame's embedding by the same vector changes
+    nothing once the utterance mean is subtracted; padded frames stay out of the mean."""
+    ids = dict(enumerate(LABELS))
+    torch.manual_seed(0)
+    x = torch.randn(1, 7, 96)
+    offset = torch.randn(1, 1, 96)
+    padded = torch.cat([x + offset, torch.zeros(1, 5, 96)], dim=1)
+    mask = torch.tensor([[1] * 7 + [0] * 5])
+    for on in (True, False):
+        torch.manual_seed(0)
+        model = CompactForAudioClassification(
+            CompactConfig(id2label=ids, subtract_utterance_mean=on)).eval()
+        with torch.inference_mode():
+            base = model(input_values=x).logits
+            shifted = model(input_values=padded, attention_mask=mask).logits
+        assert torch.allclose(base, shifted, atol=1e-5) == on
+
+
+def test_fit_builds_mean_subtracting_models_and_old_configs_load_without() -> None:
+    from trainer.fit import ModelArguments, build_model
+
+    model, _, _ = build_model(ModelArguments(model="compact"), LABELS)
+    assert model.config.subtract_utterance_mean is True
+    # saved before the option existed: the key is absent and the model behaves as trained
+    old = CompactConfig.from_dict({"id2label": {"0": "a", "1": "b"}})
+    assert old.subtract_utterance_mean is False
+    assert "subtract_utterance_mean" in model.config.to_diff_dict()
 
 
 def test_param_count_is_small() -> None:

@@ -320,7 +320,8 @@ def build_model(
     if name == "compact":
         ids = dict(enumerate(labels))
         config = daemon.compact.CompactConfig(
-            num_labels=len(labels), id2label=ids, label2id={v: k for k, v in ids.items()}
+            num_labels=len(labels), id2label=ids, label2id={v: k for k, v in ids.items()},
+            subtract_utterance_mean=True,
         )
         model = daemon.compact.CompactForAudioClassification(config)
         return model, daemon.compact.CompactFeatureExtractor(), labels
