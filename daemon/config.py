@@ -85,6 +85,8 @@ class VadConfig:
     # Longer pauses inside an utterance reach the classifier shortened to this (0: whole):
     # daemon.segmenter.
     max_pause_ms: int = 60
+    # Only silences at least this long are pauses (shorter ones are the speech's own gaps).
+    min_pause_ms: int = 300
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,7 @@ _RULES: dict[str, tuple[type, _Check, str]] = {
     "vad.max_utterance_s": _float(1.0, 3600.0),
     "vad.noise_gate_db": _float(0.0, 40.0),
     "vad.max_pause_ms": _int(0, 60000),
+    "vad.min_pause_ms": _int(0, 60000),
     "windows.window_s": _float(0.0, 60.0, lo_open=True),
     "windows.hop_s": _float(0.0, 60.0, lo_open=True),
     "model.path": (str, bool, "a model directory"),

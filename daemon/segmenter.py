@@ -15,9 +15,13 @@ A trailing partial frame at end of stream belongs to no utterance.
 Pauses (``vad.max_pause_ms``; 0 keeps them whole): the hangover keeps a hesitation inside
 the utterance, but the classifier was trained on voices that never hesitate and scores
 a command with a pause as if the silence were evidence. A run of unvoiced frames between
-two voiced ones that is longer than ``max_pause_ms`` therefore reaches the classifier
-shortened to ``max_pause_ms``: its first and last halves are kept (the word endings and
-onsets next to it), its middle is cut. The eager post-roll is then at most half of
+two voiced ones that is longer than ``max_pause_ms`` and at least ``min_pause_ms`` therefore
+reaches the classifier shortened to ``max_pause_ms``: its first and last halves are kept
+(the word endings and onsets next to it), its middle is cut. Shorter runs stay: in noise
+the gate drops soft sounds inside words (nasals, weak fricatives), and cutting those gaps
+cut speech. Demo model, 24 generated calls (480 commands, 15-25 dB), every run over 60 ms
+cut -> only runs of 300 ms or more: 393 -> 406 right (150 and 200 ms: 142 and 142 of the
+first 160, against 139 and 144). The eager post-roll is then at most half of
 ``max_pause_ms``, so nothing of a cut middle has been sent before the pause is decided.
 Without a cut, the pieces of an utterance concatenate to exactly the stream samples
 ``[start_sample, end_sample)``; each cut removes one span, and each piece carries the
@@ -109,6 +113,7 @@ class Segmenter:
         keep = ms_to_frames(cfg.max_pause_ms, cfg.frame_ms) if cfg.max_pause_ms > 0 else 0
         self._pause_head = keep // 2 if keep else None
         self._pause_tail = keep - keep // 2
+        self._pause_min_frames = ms_to_frames(cfg.min_pause_ms, cfg.frame_ms)
         self._post_frames = (m.pad_frames if self._pause_head is None
                              else min(m.pad_frames, self._pause_head))
         self._last_voiced: int | None = None  # of the open utterance, as last seen
@@ -160,7 +165,7 @@ class Segmenter:
         if head is None or lv is None or prev is None:
             return
         g0, g1 = prev + 1, lv  # the unvoiced frames between two voiced ones
-        if g1 - g0 <= head + self._pause_tail:
+        if g1 - g0 <= head + self._pause_tail or g1 - g0 < self._pause_min_frames:
             return
         F = self.frame_samples
         self._audio((g0 + head) * F, out)

@@ -422,23 +422,26 @@ def _pieces(events: list) -> list[UtteranceAudio]:
 
 @pytest.mark.parametrize("blocks", [None, 1, 7])
 def test_segmenter_shortens_a_long_pause_to_max_pause_ms(blocks: int | None):
-    # 120 ms = 4 frames: 2 kept after the last word, 2 before the next one (not the default).
-    cfg = VadConfig(min_silence_ms=1500, noise_gate_db=0.0, max_pause_ms=120)
+    # 120 ms = 4 frames: 2 kept after the last word, 2 before the next one (not the default);
+    # gaps shorter than min_pause_ms (300 ms = 10 frames) are not pauses.
+    cfg = VadConfig(min_silence_ms=1500, noise_gate_db=0.0, max_pause_ms=120, min_pause_ms=300)
     # speech 40..90, pause 90..120 (30 frames, cut), speech 120..160, gap 160..164 (4
-    # frames: kept whole), speech 164..184, then silence: end at 184 + pad 10.
-    audio = _layout([(0, 40), (1, 50), (0, 30), (1, 40), (0, 4), (1, 20), (0, 60)])
+    # frames: kept whole), speech 164..184, gap 184..193 (9 frames, over max_pause_ms but not
+    # a pause: kept whole), speech 193..203, then silence: end at 203 + pad 10.
+    audio = _layout([(0, 40), (1, 50), (0, 30), (1, 40), (0, 4), (1, 20), (0, 9), (1, 10),
+                     (0, 60)])
     seg = Segmenter(cfg, SR, is_speech=amplitude_vad)
     events = feed(seg, audio, None if blocks is None else np.random.default_rng(blocks))
     start, end = events[0], events[-1]
     assert isinstance(start, UtteranceStart) and isinstance(end, UtteranceEnd)
-    assert (start.start_sample, end.end_sample) == (30 * F30, 194 * F30)  # stream time
-    assert (end.voiced_start_sample, end.voiced_end_sample) == (40 * F30, 184 * F30)
+    assert (start.start_sample, end.end_sample) == (30 * F30, 213 * F30)  # stream time
+    assert (end.voiced_start_sample, end.voiced_end_sample) == (40 * F30, 203 * F30)
     pieces = _pieces(events)
     for p in pieces:  # each piece is where it says it is in the stream
         np.testing.assert_array_equal(p.samples, audio[p.start_sample : p.start_sample
                                                        + p.samples.size])
     got = np.concatenate([p.samples for p in pieces])
-    want = np.concatenate([audio[30 * F30 : 92 * F30], audio[118 * F30 : 194 * F30]])
+    want = np.concatenate([audio[30 * F30 : 92 * F30], audio[118 * F30 : 213 * F30]])
     np.testing.assert_array_equal(got, want)
     assert (seg.pause_cuts, seg.pause_cut_samples) == (1, 26 * F30)
 
