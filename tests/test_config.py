@@ -155,6 +155,8 @@ def test_bad_value_message_names_file_line_key_value_and_allowed(tmp_path: Path)
          "vad.max_pause_ms = 30 is invalid; allowed: 0 (pauses kept whole) or >= 2 * "
          "vad.frame_ms (60)"),
         ("vad:\n  max_pause_ms: -5\n", "vad.max_pause_ms = -5 is invalid"),
+        ("vad:\n  min_pause_ms: -1\n", "vad.min_pause_ms = -1 is invalid"),
+        ("vad:\n  min_pause_ms: soon\n", "vad.min_pause_ms = 'soon' is invalid"),
         ("vad: 3\n", "vad = 3 is invalid; allowed: a mapping of vad.* keys"),
     ],
 )
