@@ -116,20 +116,19 @@ class GateEnergy:
     same energies."""
 
     def __init__(self, sample_rate_hz: int, cutoff_hz: float = GATE_HIGHPASS_HZ) -> None:
-        from scipy.signal import butter
+        from scipy.signal import butter, sosfilt
 
+        self._sosfilt = sosfilt
         self._sos = butter(GATE_HIGHPASS_ORDER, cutoff_hz, btype="highpass",
                            fs=sample_rate_hz, output="sos")
         self._zi = np.zeros((self._sos.shape[0], 2))
 
     def frames_dbfs(self, frames: np.ndarray) -> np.ndarray:
         """Energies of the consecutive rows of ``frames`` [n, frame_samples]."""
-        from scipy.signal import sosfilt
-
         x = np.asarray(frames, dtype=np.float64)
         if x.size == 0:
             return np.zeros(x.shape[0])
-        y, self._zi = sosfilt(self._sos, x.reshape(-1), zi=self._zi)
+        y, self._zi = self._sosfilt(self._sos, x.reshape(-1), zi=self._zi)
         return frame_energy_dbfs(y.reshape(x.shape))
 
 

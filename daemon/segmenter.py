@@ -100,7 +100,7 @@ class Segmenter:
         m = self.machine
         # Noise frames are known once no onset can reach back to them any more.
         self.gate = NoiseGate(cfg.noise_gate_db, cfg.frame_ms, m.window_frames + m.reach_frames)
-        self._gate_energy = GateEnergy(sample_rate_hz)
+        self._gate_energy = GateEnergy(sample_rate_hz) if cfg.noise_gate_db > 0 else None
         # Idle: keep enough audio for the earliest possible start (trigger ring, onset
         # reach, pre-roll).
         self._keep_frames = m.window_frames + m.reach_frames + m.pad_frames
@@ -113,7 +113,8 @@ class Segmenter:
         keep = ms_to_frames(cfg.max_pause_ms, cfg.frame_ms) if cfg.max_pause_ms > 0 else 0
         self._pause_head = keep // 2 if keep else None
         self._pause_tail = keep - keep // 2
-        self._pause_min_frames = ms_to_frames(cfg.min_pause_ms, cfg.frame_ms)
+        # Shortest unvoiced run that is cut: longer than what is kept, and a pause.
+        self._pause_cut_frames = max(keep + 1, ms_to_frames(cfg.min_pause_ms, cfg.frame_ms))
         self._post_frames = (m.pad_frames if self._pause_head is None
                              else min(m.pad_frames, self._pause_head))
         self._last_voiced: int | None = None  # of the open utterance, as last seen
@@ -165,7 +166,7 @@ class Segmenter:
         if head is None or lv is None or prev is None:
             return
         g0, g1 = prev + 1, lv  # the unvoiced frames between two voiced ones
-        if g1 - g0 <= head + self._pause_tail or g1 - g0 < self._pause_min_frames:
+        if g1 - g0 < self._pause_cut_frames:
             return
         F = self.frame_samples
         self._audio((g0 + head) * F, out)
@@ -191,8 +192,8 @@ class Segmenter:
         whole, self._pending = data[: n_frames * F], data[n_frames * F :].copy()
         self._buf = np.concatenate([self._buf, whole])
         pcm = (np.clip(whole, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-        gated = self.gate.gate_db > 0
-        energy_dbfs = self._gate_energy.frames_dbfs(whole.reshape(n_frames, F)) if gated else None
+        energy_dbfs = (None if self._gate_energy is None
+                       else self._gate_energy.frames_dbfs(whole.reshape(n_frames, F)))
         out: list[SegmentEvent] = []
         m = self.machine
         for k in range(n_frames):
