@@ -10,12 +10,15 @@ batches keeps most of the randomness and still puts the long clips together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 BUCKET_BATCHES = 4
+# A batch's forward/backward runs in this many length-sorted slices, each padded only to its
+# own longest clip; see length_split_loss.
+SUB_BATCHES = 4
 
 
 class BucketedSampler(torch.utils.data.Sampler[int]):
@@ -57,14 +60,59 @@ class BucketedSampler(torch.utils.data.Sampler[int]):
             yield from b
 
 
-def bucketed(base: Any) -> Any:
-    """``base`` (a transformers ``Trainer`` class) drawing its batches from BucketedSampler;
-    the train dataset must expose ``lengths``."""
+def length_split_loss(loss_of: Callable[[dict[str, Any]], torch.Tensor],
+                      inputs: dict[str, Any], parts: int = SUB_BATCHES) -> torch.Tensor:
+    """The batch-mean loss of a right-padded batch, computed in ``parts`` slices of rows of
+    similar length, each trimmed to its own longest row.
+
+    ``loss_of`` gives the mean loss of a (sub-)batch. The compact head keeps padded frames at
+    zero, so a clip's loss does not depend on how far it is padded, and the size-weighted mean
+    of the slices' losses is the batch's loss with the same gradient. Only the work on padding
+    goes: even in length-sorted buckets, a batch padded to its longest clip computed ~2x the
+    real frames on the demo's data; four slices cut that to ~1.2x. The batch itself, which is
+    what the bucket size trades against accuracy, is unchanged.
+    """
+    mask = inputs.get("attention_mask")
+    if mask is None or parts < 2 or mask.dim() != 2 or mask.shape[0] < 2 * parts:
+        return loss_of(inputs)
+    rows, frames = mask.shape
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths)
+    total: torch.Tensor | None = None
+    for chunk in torch.tensor_split(order, parts):
+        t = max(1, int(lengths[chunk].max()))
+        sub = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows:
+                value = value[chunk]
+                if value.dim() >= 2 and value.shape[1] == frames:
+                    value = value[:, :t]
+            sub[key] = value
+        part = loss_of(sub) * (len(chunk) / rows)
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+def bucketed(base: Any, sub_batches: int = SUB_BATCHES) -> Any:
+    """``base`` (a transformers ``Trainer`` class) drawing its batches from BucketedSampler
+    and computing each training batch in ``sub_batches`` length slices
+    (:func:`length_split_loss`); the train dataset must expose ``lengths``."""
 
     class Bucketed(base):  # type: ignore[misc, valid-type]
         def _get_train_sampler(self, train_dataset: Any = None) -> BucketedSampler:
             ds = train_dataset if train_dataset is not None else self.train_dataset
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return BucketedSampler(ds.lengths, batch, seed=self.args.seed)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            parent = super().compute_loss
+            if return_outputs or not model.training:
+                return parent(model, inputs, return_outputs=return_outputs,
+                              num_items_in_batch=num_items_in_batch)
+            return length_split_loss(
+                lambda sub: parent(model, sub, num_items_in_batch=num_items_in_batch),
+                inputs, sub_batches)
 
     return Bucketed
