@@ -90,8 +90,11 @@ def test_length_split_loss_equals_the_whole_batch_loss_and_gradient() -> None:
         mask = inputs["attention_mask"]
         seen.append((mask.shape[0], mask.shape[1]))
         assert int(mask.sum(dim=1).max()) == mask.shape[1]  # trimmed to its longest row
+        assert inputs.pop("row_info").shape == (mask.shape[0], 90)
         return loss_of(inputs)
 
+    # A per-row tensor as wide as the padded batch is long is sliced by rows, never trimmed.
+    batch["row_info"] = torch.arange(12 * 90).reshape(12, 90)
     split = length_split_loss(recording, batch, parts=4)
     split.backward()
     assert sorted(seen) == [(3, 5), (3, 12), (3, 33), (3, 90)]

@@ -60,8 +60,12 @@ class BucketedSampler(torch.utils.data.Sampler[int]):
             yield from b
 
 
+SEQUENCE_KEYS = ("input_values", "attention_mask")
+
+
 def length_split_loss(loss_of: Callable[[dict[str, Any]], torch.Tensor],
-                      inputs: dict[str, Any], parts: int = SUB_BATCHES) -> torch.Tensor:
+                      inputs: dict[str, Any], parts: int = SUB_BATCHES,
+                      sequence_keys: Sequence[str] = SEQUENCE_KEYS) -> torch.Tensor:
     """The batch-mean loss of a right-padded batch, computed in ``parts`` slices of rows of
     similar length, each trimmed to its own longest row.
 
@@ -70,12 +74,13 @@ def length_split_loss(loss_of: Callable[[dict[str, Any]], torch.Tensor],
     of the slices' losses is the batch's loss with the same gradient. Only the work on padding
     goes: even in length-sorted buckets, a batch padded to its longest clip computed ~2x the
     real frames on the demo's data; four slices cut that to ~1.2x. The batch itself, which is
-    what the bucket size trades against accuracy, is unchanged.
+    what the bucket size trades against accuracy, is unchanged. Every per-row tensor is
+    sliced by rows; those in ``sequence_keys`` are also trimmed in time (dim 1).
     """
     mask = inputs.get("attention_mask")
     if mask is None or parts < 2 or mask.dim() != 2 or mask.shape[0] < 2 * parts:
         return loss_of(inputs)
-    rows, frames = mask.shape
+    rows = mask.shape[0]
     lengths = mask.sum(dim=1)
     order = torch.argsort(lengths)
     total: torch.Tensor | None = None
@@ -85,7 +90,7 @@ def length_split_loss(loss_of: Callable[[dict[str, Any]], torch.Tensor],
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows:
                 value = value[chunk]
-                if value.dim() >= 2 and value.shape[1] == frames:
+                if key in sequence_keys:
                     value = value[:, :t]
             sub[key] = value
         part = loss_of(sub) * (len(chunk) / rows)
