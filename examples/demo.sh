@@ -11,13 +11,13 @@ bin=.venv/bin
 mkdir -p "$out"
 
 echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
-# 500 per intent (the synth default is 800) keeps the whole demo within 10 minutes on 2 cores
-# now that training computes little padding (trainer/batching.py): on 24 generated calls 421
-# of 480 commands right, against 412 for 400 per intent at 13 epochs (the same training
-# time), and 19 of 20 on this call. Piper is ~15x slower than eSpeak: half the default share
-# (25 utterances per intent) saves ~50 s of synthesis.
+# 450 per intent (the synth default is 800) keeps the whole demo within 10 minutes on 2 cores
+# now that training computes little padding (trainer/batching.py). On 24 generated calls
+# (480 commands): 430 right, against 421 at 500 per intent (~40 s longer), 412 at 400 per
+# intent for 13 epochs (the same training time) and 413 for session 10's demo model. Piper
+# is ~15x slower than eSpeak: half the default share (~22 utterances per intent) saves ~50 s.
 "$bin/intentd-train" synth examples/intents/banking.yaml --out "$out/data" --seed "$seed" --force \
-  --per-intent "${INTENTD_DEMO_PER_INTENT:-500}" --piper-share 0.05
+  --per-intent "${INTENTD_DEMO_PER_INTENT:-450}" --piper-share 0.05
 echo "demo: 2/4 training the compact model → $out/model" >&2
 # The window scores (what the mean/max verdicts see) are not needed for the demo's verdict.
 "$bin/intentd-train" fit --data "$out/data" --model compact --out "$out/model" --no-window-eval
