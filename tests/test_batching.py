@@ -50,7 +50,7 @@ def test_bad_sizes() -> None:
         BucketedSampler([1, 2], batch_size=0)
 
 
-def _deterministic_head() -> object:
+def _deterministic_head() -> torch.nn.Module:
     import daemon.compact as compact
 
     cfg = compact.CompactConfig(num_labels=5, dropout=0.0, input_dropout=0.0,
@@ -75,7 +75,8 @@ def _padded_batch(lengths: list[int]) -> dict[str, torch.Tensor]:
 
 def test_length_split_loss_equals_the_whole_batch_loss_and_gradient() -> None:
     model = _deterministic_head()
-    batch = _padded_batch([7, 40, 3, 12, 12, 90, 5, 25, 33, 8, 61, 4])
+    lengths = [7, 40, 3, 12, 12, 90, 5, 25, 33, 8, 61, 4]
+    batch = _padded_batch(lengths)
 
     def loss_of(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**inputs).loss
@@ -90,7 +91,10 @@ def test_length_split_loss_equals_the_whole_batch_loss_and_gradient() -> None:
         mask = inputs["attention_mask"]
         seen.append((mask.shape[0], mask.shape[1]))
         assert int(mask.sum(dim=1).max()) == mask.shape[1]  # trimmed to its longest row
-        assert inputs.pop("row_info").shape == (mask.shape[0], 90)
+        rows = inputs.pop("row_info")
+        assert rows.shape == (mask.shape[0], 90)
+        # Each slice carries its own rows: their lengths are those of the rows named there.
+        assert mask.sum(dim=1).tolist() == [lengths[int(r)] for r in rows[:, 0] // 90]
         return loss_of(inputs)
 
     # A per-row tensor as wide as the padded batch is long is sliced by rows, never trimmed.
