@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.config import VadConfig
-from daemon.noisefloor import STRONG_OVER_FOOLED_DB, UNHEARD_EXTRA_DB, NoiseGate
+from daemon.noisefloor import (
+    STRONG_MAX_OVER_GATE_DB,
+    STRONG_OVER_FOOLED_DB,
+    UNHEARD_EXTRA_DB,
+    NoiseGate,
+)
 from daemon.segmenter import Segmenter, UtteranceEnd
 
 SR = 16000
@@ -53,3 +58,13 @@ def test_a_stream_that_starts_in_babble_does_not_swallow_the_first_command():
     # Under a plain 10 dB margin the first peak opened an utterance at once and the peaks held
     # it open until max_utterance_s, the talker inside it.
     assert ends == [(babble.size, babble.size + talk.size)]
+
+
+def test_strong_margin_rises_with_the_fooled_level_only_up_to_a_cap():
+    # Missed commands are learnt as noise; an uncapped margin then climbs over the next ones.
+    gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+    for k in range(300):  # fooling noise up to 20 dB above the floor
+        gate.judge(k, True, [-40.0, -40.0, -35.0, -30.0, -20.0][k % 5], idle=True)
+    assert gate.fooled.level_db == 20.0
+    assert gate.strong_margin_db == 10.0 + STRONG_MAX_OVER_GATE_DB == 16.0
+    assert gate.judge(300, True, -23.0, idle=False) == (True, True)  # 17 dB above the floor
