@@ -10,6 +10,7 @@ from daemon.noisefloor import (
     GATE_HIGHPASS_HZ,
     NOISE_FLOOR_MIN_DBFS,
     STEADY_MIN_S,
+    STRONG_MAX_OVER_GATE_DB,
     STRONG_OVER_FOOLED_DB,
     WEAK_MIN_DB,
     FooledLevel,
@@ -671,6 +672,27 @@ def test_strong_margin_rises_over_the_noise_that_fools_the_vad():
     assert gate.judge(300, True, -29.0, idle=False) == (False, True)  # 11 dB: weak only
     assert gate.judge(301, True, -26.5, idle=False) == (True, True)  # 13.5 dB
     assert gate.judge(302, False, -20.0, idle=False) == (False, False)  # webrtcvad: no speech
+
+
+def test_strong_margin_rises_with_the_fooled_level_only_up_to_a_cap():
+    # Missed commands are learnt as noise; an uncapped margin then climbs over the next ones.
+    gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+    for k in range(300):  # fooling noise up to 20 dB above the floor
+        gate.judge(k, True, [-40.0, -40.0, -35.0, -30.0, -20.0][k % 5], idle=True)
+    assert gate.fooled.level_db == 20.0
+    assert gate.strong_margin_db == 10.0 + STRONG_MAX_OVER_GATE_DB == 16.0
+    assert gate.judge(300, True, -23.0, idle=False) == (True, True)  # 17 dB above the floor
+
+
+def test_a_command_after_loud_fooling_noise_is_still_found():
+    # 9 s of noise that fools webrtcvad with single-frame peaks 20 dB over the floor (as when
+    # a missed command was learnt as noise), then a talker 18 dB over the floor for 1 s. An
+    # uncapped margin (20 + 4 dB) would never let the talker start an utterance.
+    cycle = np.concatenate([square(4, NOISE), square(1, 10 * NOISE)])
+    noise = np.concatenate([np.tile(cycle, 60), square(10, NOISE)])
+    talk = square(34, 7.94 * NOISE)
+    _, voiced = gated_utterances(np.concatenate([noise, talk, square(80, NOISE)]))
+    assert voiced == [(noise.size, noise.size + talk.size)]
 
 
 def test_noise_is_steady_only_after_steady_min_s_of_it():
