@@ -231,6 +231,31 @@ def test_mix_at_snr_hits_the_target() -> None:
         assert abs(measured - snr) < 0.01
 
 
+@pytest.mark.parametrize(("kind", "slope"), [("pink", -1.0), ("brown", -2.0)])
+def test_colored_noise_has_its_spectral_slope_at_any_length(kind: str, slope: float) -> None:
+    # 48_017 is prime: the generator draws a longer, FFT-friendly stretch and cuts it.
+    n = 48_017
+    x = aug.make_noise(kind, n, np.random.default_rng(4))
+    assert x.shape == (n,) and x.dtype == np.float32
+    assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) == pytest.approx(1.0, abs=1e-4)
+    power = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    f = np.fft.rfftfreq(n, 1 / 16000)
+    band = (f > 50) & (f < 5000)
+    fitted = np.polyfit(np.log10(f[band]), np.log10(power[band]), 1)[0]
+    assert fitted == pytest.approx(slope, abs=0.1)
+
+
+def test_telephone_band_keeps_300_to_3400_hz() -> None:
+    rate, n = 16000, 16001  # an odd length, zero-padded inside
+    t = np.arange(n) / rate
+    for f_hz, kept in ((1000.0, True), (150.0, False), (6000.0, False)):
+        tone = (0.3 * np.sin(2 * np.pi * f_hz * t)).astype(np.float32)
+        out = aug._band_limit(tone, rate, 300.0, 3400.0)
+        assert out.shape == tone.shape
+        ratio = np.sqrt(np.mean(out[2000:-2000] ** 2) / np.mean(tone[2000:-2000] ** 2))
+        assert ratio == pytest.approx(1.0, abs=0.02) if kept else ratio < 0.02
+
+
 def test_mulaw_round_trip_and_telephone_length() -> None:
     x = np.linspace(-1, 1, 1001).astype(np.float32)
     y = aug.mulaw_decode(aug.mulaw_encode(x))
