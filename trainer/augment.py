@@ -34,7 +34,7 @@ def _colored(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
     if n <= 0:
         return np.zeros(0, dtype=np.float32)
     # An FFT of a clip's arbitrary length can be ~10x slower than one of the next 5-smooth
-    # length: noise was a third of ``synth``'s time. The extra samples are cut off.
+    # length (these FFTs were a fifth of ``synth``'s time); the extra samples are cut off.
     m = next_fast_len(n, real=True)
     spec = rng.standard_normal(m // 2 + 1) + 1j * rng.standard_normal(m // 2 + 1)
     f = np.arange(m // 2 + 1, dtype=np.float64)
