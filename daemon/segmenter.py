@@ -143,6 +143,8 @@ class Segmenter:
                 self._sent_to = ev.frame * F
                 out.append(UtteranceStart(ev.index, ev.frame * F, ev.voiced_start * F))
             elif ev.kind == "end":
+                if ev.reason == "max_length":
+                    self.gate.overlong()
                 self._audio(ev.frame * F, out)
                 out.append(UtteranceEnd(ev.index, ev.frame * F, ev.reason,
                                         ev.voiced_start * F, ev.voiced_end * F))

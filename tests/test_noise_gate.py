@@ -269,3 +269,45 @@ def test_noise_gate_counts_idle_frames_before_an_onset_as_noise():
     assert fl.level_db == -np.inf  # 1 frame in 20 fooled webrtcvad
     fl.add(True, 4.0)
     assert fl.level_db == 4.0  # 2 in 20: only 10% of the noise is above 4 dB and fooling
+
+
+def test_an_overlong_utterance_begun_before_the_noise_was_heard_is_learnt_as_noise():
+    gate = NoiseGate(10.0, 30, noise_delay_frames=44)
+    gate.onset_at(0)  # no noise heard (34 frames make 1 s): does it fool the VAD?
+    for k in range(200):
+        gate.judge(k, True, [-40.0, -40.0, -40.0, -40.0, -26.0][k % 5], idle=False)
+    assert gate.fooled.level_db == -np.inf  # noise is only learnt while idle
+    gate.overlong()
+    # the last 5 s (167 frames) of the utterance: 20% of its frames 14 dB over the floor
+    assert gate.fooled.frames == 167 and gate.fooled.level_db == 14.0
+    assert gate.strong_margin_db == 16.0
+    gate.onset_at(250)  # noise was heard before this one: forcing it to split learns nothing
+    gate.judge(250, True, -10.0, idle=False)
+    gate.overlong()
+    assert gate.fooled.frames == 167
+
+
+def test_a_stream_that_starts_in_fooling_noise_learns_it_at_the_first_forced_split():
+    # Babble over a quiet room: webrtcvad calls its peaks (14 dB over the floor, 2 frames in
+    # 10; the 8 frames between are too many to bridge) speech. A burst opens an utterance
+    # before 1 s of noise has been heard, and the peaks hold it open to max_utterance_s
+    # (3 s); without learning at that forced split they hold every later utterance open
+    # too, and a talker 26 dB over the floor at 9 s is swallowed into one. Learnt, the
+    # talker gets an utterance of its own with exact bounds.
+    def fooled_by_peaks(pcm: bytes) -> bool:
+        return bool(np.abs(np.frombuffer(pcm, "<i2")).max() > 1000)  # NOISE is 328
+
+    cycle = np.concatenate([square(8, NOISE), square(2, 5 * NOISE)])
+    # The burst's length puts peaks at frames 99-100: the forced split lands on a voiced
+    # frame, so without learning the next utterance starts at once, and so on.
+    lead = np.concatenate([square(10, NOISE), square(11, 5 * NOISE)])
+    noise = np.concatenate([lead, np.tile(cycle, 27), square(9, NOISE)])  # 300 frames = 9 s
+    talk = square(30, LOUD)
+    audio = np.concatenate([noise, talk, np.tile(cycle, 30)])
+    seg = Segmenter(VadConfig(noise_gate_db=10.0, max_utterance_s=3.0), SR,
+                    is_speech=fooled_by_peaks)
+    events = feed(seg, audio, np.random.default_rng(2))
+    kept = check_audio_invariant(events, audio)
+    # Before: six utterances held to the limit, the talker's from 9 s to 12 s.
+    assert kept == [(0, 100 * F30, "max_length"),
+                    (noise.size - PAD, noise.size + talk.size + PAD, "silence")]
