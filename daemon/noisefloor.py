@@ -220,10 +220,15 @@ class NoiseGate:
         self._unheard_utterance: deque[tuple[bool, float]] | None = None
 
     @property
+    def heard(self) -> bool:
+        """Whether ``STEADY_MIN_S`` of noise has been learnt, enough to judge it."""
+        return self.fooled.frames >= self._steady_frames
+
+    @property
     def steady(self) -> bool:
         """Whether the noise leaves webrtcvad alone (it fools it on < 10% of frames), judged
-        on at least ``STEADY_MIN_S`` of noise: until then babble would pass for steady."""
-        return self.fooled.level_db == -math.inf and self.fooled.frames >= self._steady_frames
+        once it has been heard: until then babble would pass for steady."""
+        return self.heard and self.fooled.level_db == -math.inf
 
     @property
     def strong_margin_db(self) -> float:
@@ -254,8 +259,8 @@ class NoiseGate:
         while self._maybe_noise and self._maybe_noise[0][0] < frame:
             self._noise(*self._maybe_noise.popleft())
         self._maybe_noise.clear()
-        heard = self.fooled.frames >= self._steady_frames
-        self._unheard_utterance = None if heard else deque(maxlen=self.fooled.window_frames)
+        self._unheard_utterance = (None if self.heard
+                                   else deque(maxlen=self.fooled.window_frames))
 
     def overlong(self) -> None:
         """The open utterance was force-split at ``max_utterance_s``. If it began before

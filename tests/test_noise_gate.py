@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from segmenter_helpers import F30, SR, check_audio_invariant, feed, harmonic, square
+from segmenter_helpers import (
+    F30,
+    SR,
+    amplitude_vad,
+    check_audio_invariant,
+    feed,
+    harmonic,
+    square,
+)
 
 from daemon.config import VadConfig
 from daemon.noisefloor import (
@@ -70,12 +78,10 @@ def test_gate_splits_bursts_over_noise_that_the_vad_calls_speech():
     # bursts at -14 dBFS (26 dB above), 60-frame (1.8 s) noise gaps > 44-frame hangover.
     noise, burst = (lambda n: square(n, 0.01)), (lambda n: square(n, 0.2))
     audio = np.concatenate([noise(40), burst(40), noise(60), burst(40), noise(60)])
-    always = lambda pcm: True  # noqa: E731
-    pad = 10 * F30
     gated = feed(Segmenter(VadConfig(noise_gate_db=10.0), SR, is_speech=always), audio, None)
     assert check_audio_invariant(gated, audio) == [
-        (40 * F30 - pad, 80 * F30 + pad, "silence"),
-        (140 * F30 - pad, 180 * F30 + pad, "silence"),
+        (40 * F30 - PAD, 80 * F30 + PAD, "silence"),
+        (140 * F30 - PAD, 180 * F30 + PAD, "silence"),
     ]
     merged = feed(Segmenter(VadConfig(noise_gate_db=0.0), SR, is_speech=always), audio, None)
     assert check_audio_invariant(merged, audio) == [(0, audio.size, "eof")]
@@ -294,9 +300,6 @@ def test_a_stream_that_starts_in_fooling_noise_learns_it_at_the_first_forced_spl
     # (3 s); without learning at that forced split they hold every later utterance open
     # too, and a talker 26 dB over the floor at 9 s is swallowed into one. Learnt, the
     # talker gets an utterance of its own with exact bounds.
-    def fooled_by_peaks(pcm: bytes) -> bool:
-        return bool(np.abs(np.frombuffer(pcm, "<i2")).max() > 1000)  # NOISE is 328
-
     cycle = np.concatenate([square(8, NOISE), square(2, 5 * NOISE)])
     # The burst's length puts peaks at frames 99-100: the forced split lands on a voiced
     # frame, so without learning the next utterance starts at once, and so on.
@@ -304,8 +307,9 @@ def test_a_stream_that_starts_in_fooling_noise_learns_it_at_the_first_forced_spl
     noise = np.concatenate([lead, np.tile(cycle, 27), square(9, NOISE)])  # 300 frames = 9 s
     talk = square(30, LOUD)
     audio = np.concatenate([noise, talk, np.tile(cycle, 30)])
+    # amplitude_vad: fooled by the peaks (1638), not by NOISE (328)
     seg = Segmenter(VadConfig(noise_gate_db=10.0, max_utterance_s=3.0), SR,
-                    is_speech=fooled_by_peaks)
+                    is_speech=amplitude_vad)
     events = feed(seg, audio, np.random.default_rng(2))
     kept = check_audio_invariant(events, audio)
     # Before: six utterances held to the limit, the talker's from 9 s to 12 s.

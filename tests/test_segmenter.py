@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from segmenter_helpers import F30, SR, check_audio_invariant, feed, harmonic, square
+from segmenter_helpers import (
+    F30,
+    SR,
+    amplitude_vad,
+    check_audio_invariant,
+    feed,
+    harmonic,
+    square,
+)
 
 from daemon.config import VadConfig
 from daemon.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
 from daemon.vad import VadStateMachine
-
-
-def amplitude_vad(pcm: bytes) -> bool:
-    return bool(np.abs(np.frombuffer(pcm, "<i2")).max() > 1000)
 
 
 def _layout(parts: list[tuple[int, int]], tail_samples: int = 0) -> np.ndarray:
