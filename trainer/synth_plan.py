@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trainer import negatives, tts_espeak
+from trainer import negatives, tts_espeak, tts_flite
 from trainer.templates import Spec
 
 if TYPE_CHECKING:
@@ -44,8 +44,9 @@ class Job:
     file_name: str
     label: str
     text: str
-    engine: str  # "espeak" | "piper" | "babble" | "noise" (rejection class, no single voice)
-    speaker: tts_espeak.EspeakSpeaker | None
+    # "espeak" | "piper" | "flite" | "babble" | "noise" (rejection class, no single voice)
+    engine: str
+    speaker: tts_espeak.EspeakSpeaker | tts_flite.FliteSpeaker | None
     seed: int
 
 
@@ -73,12 +74,17 @@ def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOpt
                 rng: random.Random) -> list[Job]:
     rng.shuffle(texts)
     n_piper = round(n * options.piper_share)
-    n_esp = n - n_piper
+    # The rejection class keeps its eSpeak talkers: its babble and noise have no flite kind.
+    n_flite = 0 if label == negatives.REJECT_LABEL else round(n * options.flite_share)
+    n_esp = n - n_piper - n_flite
     n_test = max(1, round(n_esp * options.test_fraction))
-    kinds = ["piper"] * n_piper + ["test"] * n_test + ["train"] * (n_esp - n_test)
+    kinds = (["piper"] * n_piper + ["flite"] * n_flite + ["test"] * n_test
+             + ["train"] * (n_esp - n_test))
     tr, te = train_sp[:], test_sp[:]
     rng.shuffle(tr)
     rng.shuffle(te)
+    # Each label starts where the last left off, so few per intent still cover every voice.
+    flite = tts_flite.speakers(rng, n_flite, start=li * n_flite)
     counters = {"train": 0, "test": 0}
     jobs = []
     for i, kind in enumerate(kinds):
@@ -86,6 +92,8 @@ def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOpt
         seed = (options.seed * 1_000_003 + li * 10_007 + i) % (2**63)
         if kind == "piper":
             split, engine, sp = "train", "piper", None
+        elif kind == "flite":
+            split, engine, sp = "train", "flite", flite[i - n_piper]
         else:
             pool = te if kind == "test" else tr
             split, engine = kind, "espeak"
