@@ -16,8 +16,11 @@ echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
 # (480 commands): 430 right, against 421 at 500 per intent (~40 s longer), 412 at 400 per
 # intent for 13 epochs (the same training time) and 413 for session 10's demo model. Piper
 # is ~15x slower than eSpeak: half the default share (~22 utterances per intent) saves ~50 s.
+# No flite voices: they help real speakers (README, *Measured*) but cost the demo ~25 s of
+# synthesis at a 0.1 share, or ~85 s of synthesis and ~55 s of training added on top of the
+# eSpeak share, and its call is spoken by eSpeak voices.
 "$bin/intentd-train" synth examples/intents/banking.yaml --out "$out/data" --seed "$seed" --force \
-  --per-intent "${INTENTD_DEMO_PER_INTENT:-450}" --piper-share 0.05
+  --per-intent "${INTENTD_DEMO_PER_INTENT:-450}" --piper-share 0.05 --flite-share 0
 echo "demo: 2/4 training the compact model → $out/model" >&2
 # The window scores (what the mean/max verdicts see) are not needed for the demo's verdict.
 "$bin/intentd-train" fit --data "$out/data" --model compact --out "$out/model" --no-window-eval

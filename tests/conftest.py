@@ -62,6 +62,7 @@ def synth_data(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     # it reliably, and the fixture's accuracy must not hinge on one utterance. Its synthesis
     # is covered in test_synth, its verdict in test_worker.
     synthesize(tiny_spec, out, SynthOptions(per_intent=TINY_PER_INTENT, piper_share=0.0,
+                                            flite_share=0.0,
                                             reject_share=0.0, seed=0, progress=False))
     log.info("synth_data fixture: %.1f s", time.monotonic() - t0)
     return out

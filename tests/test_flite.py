@@ -102,7 +102,8 @@ def test_plan_puts_flite_in_train_only_and_spreads_voices(tiny_spec: Path) -> No
     voices = [j.speaker.voice for j in jobs if isinstance(j.speaker, tts_flite.FliteSpeaker)]
     assert voices == ["slt", "awb", "rms", "kal16", "slt", "awb"]
     # Without flite the plan is the one it always was: no flite draws, same jobs.
-    assert [j for j in plan(spec, SynthOptions(per_intent=8, piper_share=0.25, seed=7))
+    assert [j for j in plan(spec, SynthOptions(per_intent=8, piper_share=0.25,
+                                                flite_share=0.0, seed=7))
             if j.engine == "flite"] == []
 
 

@@ -50,7 +50,8 @@ def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _opts(**kw: object) -> SynthOptions:
-    base = {"per_intent": 8, "piper_share": 0.25, "seed": 7, "jobs": 1, "progress": False}
+    base = {"per_intent": 8, "piper_share": 0.25, "flite_share": 0.0, "seed": 7, "jobs": 1,
+            "progress": False}
     base.update(kw)
     return SynthOptions(**base)  # type: ignore[arg-type]
 
@@ -200,10 +201,12 @@ def test_cli_arguments_map_to_options(tiny_spec: Path) -> None:
     add_synth_arguments(parser)
     args = parser.parse_args([str(tiny_spec), "--out", "x", "--seed", "3", "--per-intent",
                               "50", "--snr-db", "0", "10", "--jobs", "1", "--piper-share",
-                              "0"])
+                              "0", "--flite-share", "0.3"])
     o = options_from_args(args)
-    assert (o.seed, o.per_intent, o.snr_db, o.jobs, o.piper_share) == (3, 50, (0.0, 10.0),
-                                                                      1, 0.0)
+    assert (o.seed, o.per_intent, o.snr_db, o.jobs, o.piper_share, o.flite_share) == (
+        3, 50, (0.0, 10.0), 1, 0.0, 0.3)
+    assert options_from_args(parser.parse_args([str(tiny_spec), "--out", "x"])).flite_share \
+        == SynthOptions().flite_share == 0.15
 
 
 def test_cli_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
