@@ -18,26 +18,7 @@ from trainer.synth_plan import plan
 from trainer.templates import load_spec
 
 SR = 16000
-TINY = """\
-intents:
-  lights_on:
-    - "[please] (turn | switch) on the $room light[s]"
-  lights_off:
-    - "[please] (turn | switch) off the $room light[s]"
-  balance:
-    - "what is my [$account] balance"
-slots:
-  room: [kitchen, bedroom, living room]
-  account: [checking, savings]
-"""
 TEXT = "please check the balance of my savings account today"
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    p = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    p.write_text(TINY, encoding="utf-8")
-    return p
 
 
 def _median_f0_hz(x: np.ndarray) -> float:
@@ -94,13 +75,15 @@ def test_plan_puts_flite_in_train_only_and_spreads_voices(tiny_spec: Path) -> No
     by_label: dict[str, Counter[str]] = {}
     for j in jobs:
         by_label.setdefault(j.label, Counter())[f"{j.engine}/{j.split}"] += 1
-    for label in ("lights_on", "lights_off", "balance"):
+    for label in ("lights_on", "weather", "play_music"):  # conftest's tiny_spec
         # 2 piper + 2 flite, then 4 eSpeak of which round(4 * 0.2) = 1 test.
         assert by_label[label] == Counter({"piper/train": 2, "flite/train": 2,
                                            "espeak/train": 3, "espeak/test": 1})
-    assert "flite/train" not in by_label[REJECT_LABEL]
+    # The rejection class too: its flite utterances are out-of-domain sentences.
+    assert by_label[REJECT_LABEL]["flite/train"] == 2
+    assert all(not j.text.startswith("<") for j in jobs if j.engine == "flite")
     voices = [j.speaker.voice for j in jobs if isinstance(j.speaker, tts_flite.FliteSpeaker)]
-    assert voices == ["slt", "awb", "rms", "kal16", "slt", "awb"]
+    assert voices == ["slt", "awb", "rms", "kal16", "slt", "awb", "rms", "kal16"]
     # Without flite the plan is the one it always was: no flite draws, same jobs.
     assert [j for j in plan(spec, SynthOptions(per_intent=8, piper_share=0.25,
                                                 flite_share=0.0, seed=7))

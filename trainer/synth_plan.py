@@ -74,8 +74,9 @@ def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOpt
                 rng: random.Random) -> list[Job]:
     rng.shuffle(texts)
     n_piper = round(n * options.piper_share)
-    # The rejection class keeps its eSpeak talkers: its babble and noise have no flite kind.
-    n_flite = 0 if label == negatives.REJECT_LABEL else round(n * options.flite_share)
+    # The rejection class gets its share too (its out-of-domain sentences, like Piper's): a
+    # voice heard only in commands would teach the head that the voice means a command.
+    n_flite = round(n * options.flite_share)
     n_esp = n - n_piper - n_flite
     n_test = max(1, round(n_esp * options.test_fraction))
     kinds = (["piper"] * n_piper + ["flite"] * n_flite + ["test"] * n_test
