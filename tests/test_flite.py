@@ -84,7 +84,8 @@ def test_plan_puts_flite_in_train_only_and_spreads_voices(tiny_spec: Path) -> No
     assert all(not j.text.startswith("<") for j in jobs if j.engine == "flite")
     voices = [j.speaker.voice for j in jobs if isinstance(j.speaker, tts_flite.FliteSpeaker)]
     assert voices == ["slt", "awb", "rms", "kal16", "slt", "awb", "rms", "kal16"]
-    # Without flite the plan is the one it always was: no flite draws, same jobs.
+    # At share 0 there are no flite jobs (and the plan draws nothing for them, so the
+    # eSpeak and Piper jobs are those of a plan made before flite existed).
     assert [j for j in plan(spec, SynthOptions(per_intent=8, piper_share=0.25,
                                                 flite_share=0.0, seed=7))
             if j.engine == "flite"] == []
