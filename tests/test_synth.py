@@ -201,10 +201,10 @@ def test_cli_arguments_map_to_options(tiny_spec: Path) -> None:
     add_synth_arguments(parser)
     args = parser.parse_args([str(tiny_spec), "--out", "x", "--seed", "3", "--per-intent",
                               "50", "--snr-db", "0", "10", "--jobs", "1", "--piper-share",
-                              "0", "--flite-share", "0.3"])
+                              "0", "--flite-share", "0.3", "--gen-timbres", "12"])
     o = options_from_args(args)
-    assert (o.seed, o.per_intent, o.snr_db, o.jobs, o.piper_share, o.flite_share) == (
-        3, 50, (0.0, 10.0), 1, 0.0, 0.3)
+    assert (o.seed, o.per_intent, o.snr_db, o.jobs, o.piper_share, o.flite_share,
+            o.gen_timbres) == (3, 50, (0.0, 10.0), 1, 0.0, 0.3, 12)
     assert options_from_args(parser.parse_args([str(tiny_spec), "--out", "x"])).flite_share \
         == SynthOptions().flite_share == 0.15
 

@@ -83,6 +83,9 @@ class SynthOptions:
     # holds up on a kind of voice never heard in training. Empty = every accent.
     train_accents: tuple[str, ...] = ()
     test_accents: tuple[str, ...] = ()
+    # Training eSpeak speakers with generated timbres (trainer.espeak_timbres), on top of
+    # the shipped variants' (~48 timbres x 8 accents); 0: shipped variants only.
+    gen_timbres: int = 0
     jobs: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     seed: int = 0
     progress: bool = True
@@ -109,6 +112,8 @@ class SynthOptions:
             raise ConfigError(f"--snr-db MIN MAX needs MIN <= MAX, got {lo} {hi}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+        if not 0 <= self.gen_timbres <= 100_000:
+            raise ConfigError(f"--gen-timbres must be in [0, 100000], got {self.gen_timbres}")
         known = tts_espeak.available_accents()
         for flag, accents in (("--train-accents", self.train_accents),
                               ("--test-accents", self.test_accents)):
@@ -190,9 +195,9 @@ def _piper_voice_id() -> str:
 
 @functools.lru_cache(maxsize=2)
 def _speaker_pools(seed: int, test_fraction: float, train_accents: tuple[str, ...],
-                   test_accents: tuple[str, ...]
+                   test_accents: tuple[str, ...], gen_timbres: int
                    ) -> tuple[list[tts_espeak.EspeakSpeaker], list[tts_espeak.EspeakSpeaker]]:
-    return split_speakers(seed, test_fraction, train_accents, test_accents)
+    return split_speakers(seed, test_fraction, train_accents, test_accents, gen_timbres)
 
 
 def _render(task: tuple[list[Job], str, SynthOptions]) -> list[dict]:
@@ -219,7 +224,8 @@ def _speak(job: Job, options: SynthOptions) -> np.ndarray:
     if isinstance(job.speaker, tts_flite.FliteSpeaker):
         return tts_flite.speak(job.text, job.speaker, SAMPLE_RATE_HZ)
     train_sp, test_sp = _speaker_pools(options.seed, options.test_fraction,
-                                       options.train_accents, options.test_accents)
+                                       options.train_accents, options.test_accents,
+                                       options.gen_timbres)
     return negatives.render_background(job.engine, job.seed,
                                        test_sp if job.split == "test" else train_sp,
                                        SAMPLE_RATE_HZ)
@@ -383,6 +389,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-accents", type=_accent_list, default=(), metavar="A,B",
                         help="eSpeak accents for held-out test voices (default: all); with "
                              "--train-accents, measures accuracy on an unseen kind of voice")
+    parser.add_argument("--gen-timbres", type=int, default=d.gen_timbres, metavar="N",
+                        help="add N training speakers with generated eSpeak timbres "
+                             f"(random formants, pitch, tone; default {d.gen_timbres})")
     parser.add_argument("--jobs", type=int, default=d.jobs,
                         help=f"worker processes (default {d.jobs})")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -402,7 +411,8 @@ def options_from_args(args: argparse.Namespace) -> SynthOptions:
         reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
         noise_files=tuple(args.noise_file), reject_share=args.reject_share,
         train_accents=args.train_accents,
-        test_accents=args.test_accents, jobs=args.jobs, seed=args.seed,
+        test_accents=args.test_accents, gen_timbres=args.gen_timbres, jobs=args.jobs,
+        seed=args.seed,
         progress=not args.no_progress)
 
 

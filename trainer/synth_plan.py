@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 
 def split_speakers(seed: int, test_fraction: float, train_accents: tuple[str, ...] = (),
-                   test_accents: tuple[str, ...] = ()
+                   test_accents: tuple[str, ...] = (), gen_timbres: int = 0
                    ) -> tuple[list[tts_espeak.EspeakSpeaker], list[tts_espeak.EspeakSpeaker]]:
     """(train, test) eSpeak speakers; test holds out whole variants across all accents.
 
     ``train_accents`` / ``test_accents`` (empty = all) further restrict each side to those
-    accents, so a test voice can differ from every training voice in accent as well."""
+    accents, so a test voice can differ from every training voice in accent as well.
+    ``gen_timbres`` generated timbres (:mod:`trainer.espeak_timbres`) join the training
+    side only."""
     variants = tts_espeak.available_variants()
     rng = random.Random(f"split:{seed}")
     shuffled = sorted(variants)
@@ -32,8 +34,9 @@ def split_speakers(seed: int, test_fraction: float, train_accents: tuple[str, ..
     n_test = min(len(variants) - 1, max(1, round(len(variants) * test_fraction)))
     held = set(shuffled[:n_test])
     speakers = tts_espeak.all_speakers(seed)
+    generated = tts_espeak.generated_speakers(seed, gen_timbres, train_accents)
     return ([s for s in speakers if s.variant not in held
-             and (not train_accents or s.accent in train_accents)],
+             and (not train_accents or s.accent in train_accents)] + generated,
             [s for s in speakers if s.variant in held
              and (not test_accents or s.accent in test_accents)])
 
@@ -53,7 +56,8 @@ class Job:
 def plan(spec: Spec, options: SynthOptions) -> list[Job]:
     """Every utterance to render, in a fixed order that depends only on the seed."""
     train_sp, test_sp = split_speakers(options.seed, options.test_fraction,
-                                       options.train_accents, options.test_accents)
+                                       options.train_accents, options.test_accents,
+                                       options.gen_timbres)
     jobs: list[Job] = []
     for li, label in enumerate(spec.labels):
         rng = random.Random(f"plan:{options.seed}:{label}")

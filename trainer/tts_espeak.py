@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.errors import DataError
+from trainer import espeak_timbres
 
 SOURCE_RATE_HZ = 22050
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -113,6 +114,19 @@ def all_speakers(seed: int = 0) -> list[EspeakSpeaker]:
     return sorted(out, key=lambda s: s.voice_name)
 
 
+def generated_speakers(seed: int, n: int, accents: tuple[str, ...] = ()) -> list[EspeakSpeaker]:
+    """``n`` speakers with generated timbres (:mod:`trainer.espeak_timbres`), the accents
+    (default: all) taken in turn, each with a habitual rate/pitch like :func:`all_speakers`."""
+    pool = [a for a in available_accents() if not accents or a in accents]
+    out = []
+    for i in range(n):
+        variant = espeak_timbres.name(seed, i)
+        r = random.Random(f"espeak-speaker:{seed}:{variant}")
+        out.append(EspeakSpeaker(pool[i % len(pool)], variant, rate_wpm=r.randint(135, 195),
+                                 pitch=r.randint(30, 70), pitch_range=r.randint(35, 75)))
+    return out
+
+
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
                              ctypes.c_void_p)
 
@@ -120,7 +134,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class EspeakEngine:
     """The process's handle on libespeak-ng; use :func:`engine` rather than constructing."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None) -> None:
         import espeakng_loader
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
@@ -137,8 +151,8 @@ class EspeakEngine:
                                      ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
                                      ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_Synth.restype = ctypes.c_int
-        root = str(data_path().parent).encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, root, 0)
+        self.root = root if root is not None else data_path().parent
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.root).encode(), 0)
         if rate <= 0:
             raise DataError(f"espeak-ng failed to initialize with data in {data_path()}; "
                             "reinstall espeakng-loader")
@@ -187,16 +201,21 @@ _ENGINE: EspeakEngine | None = None
 _ENGINE_LOCK = threading.RLock()
 
 
-def engine() -> EspeakEngine:
-    """This process's engine (re-created after fork, since the library state is per process)."""
+def engine(root: Path | None = None) -> EspeakEngine:
+    """This process's engine (re-created after fork, since the library state is per process).
+
+    ``root``: the directory holding ``espeak-ng-data`` (default: the shipped one)."""
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None or _ENGINE._pid != os.getpid():
-            _ENGINE = EspeakEngine()
+            _ENGINE = EspeakEngine(root)
+        elif root is not None and _ENGINE.root != root:
+            _ENGINE.close()
+            _ENGINE = EspeakEngine(root)
         return _ENGINE
 
 
-def reset() -> EspeakEngine:
+def reset(root: Path | None = None) -> EspeakEngine:
     """A freshly loaded engine: output from here on depends only on the calls that follow."""
     global _ENGINE
     with _ENGINE_LOCK:
@@ -207,7 +226,7 @@ def reset() -> EspeakEngine:
         _ENGINE = None
         # Breath/aspiration noise comes from libc rand(), whose state is process-wide.
         ctypes.CDLL("libc.so.6").srand(1)
-        return engine()
+        return engine(root)
 
 
 def speak(text: str, speaker: EspeakSpeaker, rng: random.Random | None = None,
@@ -223,7 +242,10 @@ def speak(text: str, speaker: EspeakSpeaker, rng: random.Random | None = None,
         rate = round(rate * rng.uniform(0.9, 1.1))
         pitch = min(99, max(0, pitch + rng.randint(-6, 6)))
         rng_range = min(99, max(0, rng_range + rng.randint(-10, 10)))
+    # A generated timbre's file lives in an overlay of the data dir (trainer.espeak_timbres).
+    root = (espeak_timbres.ensure(speaker.variant, data_path())
+            if espeak_timbres.is_generated(speaker.variant) else None)
     with _ENGINE_LOCK:  # the library is not thread-safe
-        eng = reset() if fresh else engine()
+        eng = reset(root) if fresh else engine(root)
         pcm = eng.synth(text, speaker.voice_name, rate, pitch, rng_range)
     return preprocess(pcm, eng.sample_rate_hz, sample_rate_hz)
