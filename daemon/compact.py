@@ -49,7 +49,7 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from daemon import compact_layers as layers
-from daemon import embedding
+from daemon import embedding, frontends
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ class CompactConfig(PretrainedConfig):
         input_view: str = "utterance",
         sample_rate_hz: int = embedding.SAMPLE_RATE_HZ,
         initializer_range: float = 0.02,
+        frontend: str = frontends.SPEECH_EMBEDDING,
         **kwargs: Any,
     ) -> None:
+        frontends.check(frontend)
         if head_type not in HEAD_TYPES:
             raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got "
                              f"{head_type!r}")
@@ -125,6 +127,8 @@ class CompactConfig(PretrainedConfig):
         self.input_view = input_view
         self.sample_rate_hz = sample_rate_hz
         self.initializer_range = initializer_range
+        # Models saved before front-ends had names lack the key: the default is theirs.
+        self.frontend = frontend
         super().__init__(**kwargs)
         # transformers 5 no longer derives label2id from id2label.
         if self.id2label and not getattr(self, "label2id", None):
@@ -283,7 +287,8 @@ def _as_utterances(raw_speech: Any) -> list[np.ndarray]:
 
 
 class CompactFeatureExtractor(SequenceFeatureExtractor):
-    """Raw 16 kHz mono audio -> padded ``input_values`` [B, T, 96] + ``attention_mask`` [B, T]."""
+    """Raw 16 kHz mono audio -> padded ``input_values`` [B, T, dim] + ``attention_mask`` [B, T],
+    through the model's front-end (:mod:`daemon.frontends`)."""
 
     model_input_names = ["input_values", "attention_mask"]  # noqa: RUF012 (transformers API)
 
@@ -293,9 +298,11 @@ class CompactFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int = embedding.SAMPLE_RATE_HZ,
         padding_value: float = 0.0,
         threads: int = 1,
+        frontend: str = frontends.SPEECH_EMBEDDING,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("return_attention_mask", True)
+        self.frontend = frontends.check(frontend)
         super().__init__(
             feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
             **kwargs,
@@ -325,7 +332,8 @@ class CompactFeatureExtractor(SequenceFeatureExtractor):
                 f"{self.sampling_rate} Hz mono; resample first "
                 "(daemon.windowing.preprocess(audio, rate, 16000))"
             )
-        embeddings = embedding.embed_many(_as_utterances(raw_speech), threads=self.threads)
+        embeddings = frontends.embed_many(self.frontend, _as_utterances(raw_speech),
+                                          threads=self.threads)
         return self.pad_embeddings(
             embeddings, return_tensors=return_tensors, padding=padding, max_length=max_length,
             truncation=truncation, pad_to_multiple_of=pad_to_multiple_of,

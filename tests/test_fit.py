@@ -111,20 +111,20 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
 
 def _fit_counting_embeddings(data: Path, args: TrainArguments) -> tuple[dict, int]:
     """``fit`` of the compact model, and how often it ran the embedding front-end."""
-    from daemon import embedding
+    from daemon import frontends
 
     calls: list[int] = []
-    real = embedding.embed_many
+    real = frontends.embed_many
 
     def counting(*a: object, **kw: object) -> list[np.ndarray]:
         calls.append(1)
         return real(*a, **kw)  # type: ignore[arg-type]
 
-    embedding.embed_many = counting  # type: ignore[assignment]
+    frontends.embed_many = counting  # type: ignore[assignment]
     try:
         report = fit(DataArguments(data=str(data)), ModelArguments(model="compact"), args)
     finally:
-        embedding.embed_many = real  # type: ignore[assignment]
+        frontends.embed_many = real  # type: ignore[assignment]
     return report, len(calls)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
-from daemon import embedding
+from daemon import frontends
 from daemon.backend import ModelBackend, UtteranceScorer
 from daemon.compact import CompactConfig, CompactFeatureExtractor, CompactForAudioClassification
 from daemon.errors import DataError
@@ -95,7 +95,8 @@ def test_compact_utterance_verdict_matches_offline(compact_dir: Path) -> None:
         scorer = backend.utterance_scorer()
         for s in range(0, audio.size, 777):
             scorer.push(audio[s : s + 777])
-        offline = backend.classify_embeddings([embedding.embed(audio)])[0]
+        offline = backend.classify_embeddings(
+            frontends.embed_many(backend.frontend, [audio]))[0]
         verdict = scorer.result()
         np.testing.assert_allclose(verdict, offline, atol=1e-4)
         np.testing.assert_array_equal(scorer.result(), verdict)  # asking twice changes nothing

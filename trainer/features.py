@@ -36,24 +36,19 @@ def content_hash(ex: Example) -> str:
 # --- cached speech embeddings (compact model) -----------------------------------------------
 
 
-def frontend_version() -> str:
-    """Identifies the embedding front-end: its ONNX files and the constants around them."""
-    from daemon import embedding
+def frontend_version(frontend: str = "speech_embedding") -> str:
+    """Identifies the embedding front-end: its weights and the constants around them."""
+    from daemon import frontends
 
-    h = hashlib.sha256()
-    for name in ("melspectrogram.onnx", "embedding_model.onnx"):
-        h.update(embedding.resource_path(name).read_bytes())
-    consts = (embedding.INT16_SCALE, embedding.MEL_FLOOR_DB, embedding.WINDOW_FRAMES,
-              embedding.HOP_FRAMES, embedding.FRAME_SAMPLES, embedding.FRAME_HOP_SAMPLES)
-    h.update(repr(consts).encode())
-    return h.hexdigest()[:16]
+    return frontends.version(frontend)
 
 
 def embed_examples(
     examples: list[Example], spec: WindowSpec | None, cache_dir: Path, workers: int = 2,
-    chunk: int = 16,
+    chunk: int = 16, frontend: str = "speech_embedding",
 ) -> tuple[list[np.ndarray], list[list[np.ndarray]] | None]:
-    """Utterance embeddings ``[T, 96]`` per example (and, with ``spec``, those of each window).
+    """Utterance embeddings ``[T, dim]`` per example (and, with ``spec``, those of each
+    window), from ``frontend`` (:mod:`daemon.frontends`).
 
     Computed once per audio content and front-end version, then read from ``cache_dir``, so
     re-runs and ``--resume`` skip the front-end. Chunks of utterances are embedded in
@@ -63,10 +58,10 @@ def embed_examples(
 
     from tqdm.auto import tqdm
 
-    from daemon import embedding
+    from daemon import frontends
     from daemon.windowing import cut_windows
 
-    vdir = cache_dir / f"embed-{frontend_version()}"
+    vdir = cache_dir / f"embed-{frontend_version(frontend)}"
     vdir.mkdir(parents=True, exist_ok=True)
     wtag = f"-w{spec.window_s:g}-{spec.hop_s:g}" if spec else ""
 
@@ -81,13 +76,13 @@ def embed_examples(
                 done.append((np.load(upath), np.load(wpath) if wpath else None))
             else:
                 done.append(None)
-                todo.append((i, upath, wpath, load_audio(ex, embedding.SAMPLE_RATE_HZ)))
+                todo.append((i, upath, wpath, load_audio(ex, frontends.SAMPLE_RATE_HZ)))
         if todo:
-            utts = embedding.embed_many([a for _, _, _, a in todo])
+            utts = frontends.embed_many(frontend, [a for _, _, _, a in todo])
             for (i, upath, wpath, audio), u in zip(todo, utts, strict=True):
                 w = None
                 if wpath is not None and spec is not None:
-                    w = np.stack(embedding.embed_many(list(cut_windows(audio, spec))))
+                    w = np.stack(frontends.embed_many(frontend, list(cut_windows(audio, spec))))
                     _save(wpath, w)
                 _save(upath, u)
                 done[i] = (u, w)
@@ -194,12 +189,13 @@ def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec)
 
 def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec,
                             cache_dir: Path, threads: int, seed: int,
-                            augment: bool, windows: bool = True) -> Prepared:
+                            augment: bool, windows: bool = True,
+                            frontend: str = "speech_embedding") -> Prepared:
     """Cached utterance embeddings; with ``windows``, also those of every test window."""
     ids = {lab: i for i, lab in enumerate(labels)}
-    train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads)
+    train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads, frontend=frontend)
     test_utt, test_win = embed_examples(dataset.test, spec if windows else None, cache_dir,
-                                        threads)
+                                        threads, frontend=frontend)
     test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
     rng = np.random.default_rng(seed)
     prep = Prepared(
@@ -218,14 +214,15 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
 
 
 def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: WindowSpec,
-                       pad: str, cache_dir: Path, threads: int
+                       pad: str, cache_dir: Path, threads: int,
+                       frontend: str = "speech_embedding"
                        ) -> tuple[Items, np.ndarray, np.ndarray]:
     """(eval items, item -> utterance index, utterance labels) for an extra test split,
     in the same view as training (``pad``: "embeddings" = utterance view)."""
     ids = {lab: i for i, lab in enumerate(labels)}
     utt_labels = np.array([ids[ex.label] for ex in examples], dtype=np.int64)
     if pad == "embeddings":
-        utts, _ = embed_examples(examples, None, cache_dir, threads)
+        utts, _ = embed_examples(examples, None, cache_dir, threads, frontend=frontend)
         return (Items(utts, utt_labels.tolist()), np.arange(len(utts), dtype=np.int64),
                 utt_labels)
     xs, index = _windows_of(examples, spec, "windows (extra test)")

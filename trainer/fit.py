@@ -80,6 +80,10 @@ class ModelArguments:
         "metavar": "M", "help": "'compact', a local model dir, or a HF Hub model id"})
     freeze_feature_encoder: bool = field(default=True, metadata={
         "help": "freeze the CNN feature encoder of wav2vec2-style models"})
+    frontend: str = field(default="whisper_tiny_en", metadata={
+        "metavar": "F", "help": "compact: the frozen front-end, 'whisper_tiny_en' (Whisper "
+                                "tiny.en's encoder, the default) or 'speech_embedding' (96-d "
+                                "keyword-spotting embeddings: faster, less accurate)"})
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     except ValueError as err:
         raise ConfigError(f"--window-s/--hop-s: {err}") from err
     view = "utterance" if getattr(model.config, "input_view", "window") == "utterance" else "window"
+    frontend = getattr(model.config, "frontend", "speech_embedding")
     # The keyword CNN's convolutions split well over cores (2 threads: 11 s/epoch on banking
     # against 21 s); the GRU head's many tiny steps do not.
     gru = getattr(model.config, "head_type", "") == "gru_attention"
@@ -203,7 +208,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     if view == "utterance":
         prep = prepare_utterance_view(dataset, labels, spec, out / "cache", train_args.threads,
                                       train_args.seed, train_args.augment,
-                                      windows=train_args.window_eval)
+                                      windows=train_args.window_eval, frontend=frontend)
     else:
         prep = prepare_window_view(dataset, labels, spec)
     prepare_s = time.monotonic() - t0
@@ -247,7 +252,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         from trainer.features import prepare_extra_eval
 
         items, index, noisy_labels = prepare_extra_eval(
-            list(dataset.noisy), labels, spec, prep.pad, out / "cache", train_args.threads)
+            list(dataset.noisy), labels, spec, prep.pad, out / "cache", train_args.threads,
+            frontend)
         noisy_logits = _logits(trainer.predict(items).predictions)
         noisy = _score(noisy_logits, index, noisy_labels, len(labels))
         held_out.append((noisy_logits, noisy_labels[index]))
@@ -318,13 +324,26 @@ def build_model(
 
     name = model_args.model
     if name == "compact":
+        from daemon import frontends
+
+        try:
+            frontends.check(model_args.frontend)
+        except ValueError as err:
+            raise ConfigError(f"--frontend: {err}") from err
         ids = dict(enumerate(labels))
+        # Whisper's states already carry words: a head of 128 channels trains 2.5x faster
+        # than 256 for about the same accuracy (banking, 450 per intent: 99.4 / 97.2% held-out
+        # clean / noisy and 457 of the 24 calls' 480 commands, against 99.5 / 98.1% and 463).
+        hidden = 128 if model_args.frontend == frontends.WHISPER_TINY_EN else 256
         config = daemon.compact.CompactConfig(
             num_labels=len(labels), id2label=ids, label2id={v: k for k, v in ids.items()},
-            subtract_utterance_mean=True,
+            subtract_utterance_mean=True, frontend=model_args.frontend,
+            embedding_dim=frontends.dim(model_args.frontend), hidden_size=hidden,
         )
         model = daemon.compact.CompactForAudioClassification(config)
-        return model, daemon.compact.CompactFeatureExtractor(), labels
+        extractor = daemon.compact.CompactFeatureExtractor(
+            feature_size=config.embedding_dim, frontend=model_args.frontend)
+        return model, extractor, labels
     try:
         config = AutoConfig.from_pretrained(name)
         old = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else []

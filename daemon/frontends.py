@@ -1,0 +1,85 @@
+"""The compact model's frozen front-ends, by the name a model's config records.
+
+- ``speech_embedding``: Google's keyword-spotting embedding (:mod:`daemon.embedding`), 96-d
+  per 80 ms, computed while the utterance streams in. Models saved before front-ends had
+  names use it.
+- ``whisper_tiny_en``: Whisper tiny.en's encoder (:mod:`daemon.frontend_whisper`), 384-d per
+  80 ms, computed at the end of the utterance.
+
+Each offers the same small surface, so the head, the trainer's cache and the daemon's
+scorer do not care which one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+SPEECH_EMBEDDING = "speech_embedding"
+WHISPER_TINY_EN = "whisper_tiny_en"
+FRONTENDS: tuple[str, ...] = (SPEECH_EMBEDDING, WHISPER_TINY_EN)
+SAMPLE_RATE_HZ = 16000
+
+
+class Streaming(Protocol):
+    """Incremental embedding of one utterance (see ``daemon.embedding.StreamingEmbedder``)."""
+
+    @property
+    def n_samples(self) -> int: ...
+
+    @property
+    def n_embeddings(self) -> int: ...
+
+    def push(self, samples: np.ndarray) -> np.ndarray: ...
+
+    def finish(self) -> np.ndarray: ...
+
+
+def check(name: str) -> str:
+    if name not in FRONTENDS:
+        raise ValueError(f"unknown front-end {name!r}; choose one of {', '.join(FRONTENDS)}")
+    return name
+
+
+def dim(name: str) -> int:
+    if check(name) == WHISPER_TINY_EN:
+        from daemon import frontend_whisper
+
+        return frontend_whisper.EMBEDDING_DIM
+    from daemon import embedding
+
+    return embedding.EMBEDDING_DIM
+
+
+def embed_many(name: str, audios: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
+    """``[T_i, dim]`` per 16 kHz clip."""
+    if check(name) == WHISPER_TINY_EN:
+        from daemon import frontend_whisper
+
+        return frontend_whisper.embed_many(audios, threads)
+    from daemon import embedding
+
+    return embedding.embed_many(audios, threads)
+
+
+def streaming(name: str, threads: int = 1, batch_embeddings: int = 1) -> Streaming:
+    if check(name) == WHISPER_TINY_EN:
+        from daemon import frontend_whisper
+
+        return frontend_whisper.StreamingWhisper(threads)
+    from daemon import embedding
+
+    return embedding.StreamingEmbedder(threads=threads, batch_embeddings=batch_embeddings)
+
+
+def version(name: str) -> str:
+    """Identifies the front-end's weights and recipe (the trainer's cache key)."""
+    if check(name) == WHISPER_TINY_EN:
+        from daemon import frontend_whisper
+
+        return frontend_whisper.version()
+    from daemon import embedding
+
+    return embedding.version()
