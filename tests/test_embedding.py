@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from signals import speechlike
 
 from daemon import embedding as E
 
 SR = 16000
-
-
-def _signal(n: int, seed: int = 0) -> np.ndarray:
-    """Amplitude-modulated tone + noise: speech-like enough to give varied embeddings."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SR
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    return (tone + 0.05 * rng.standard_normal(n)).astype(np.float32)
 
 
 def test_counts_match_receptive_field() -> None:
@@ -32,22 +25,22 @@ def test_counts_match_receptive_field() -> None:
 
 @pytest.mark.parametrize("n", [100, 12511, 12512, 13792, 16000, 48000])
 def test_embed_shape_dtype(n: int) -> None:
-    e = E.embed(_signal(n))
+    e = E.embed(speechlike(n))
     assert e.shape == (E.n_embeddings(n), 96)
     assert e.dtype == np.float32
     assert np.isfinite(e).all()
 
 
 def test_embed_deterministic_and_content_dependent() -> None:
-    a = E.embed(_signal(32000, seed=1))
-    b = E.embed(_signal(32000, seed=1))
+    a = E.embed(speechlike(32000, seed=1))
+    b = E.embed(speechlike(32000, seed=1))
     c = E.embed(np.zeros(32000, dtype=np.float32))
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1.0
 
 
 def test_short_clip_is_right_padded_with_zeros() -> None:
-    x = _signal(5000)
+    x = speechlike(5000)
     padded = np.concatenate([x, np.zeros(E.RECEPTIVE_FIELD_SAMPLES - x.size, np.float32)])
     np.testing.assert_array_equal(E.embed(x), E.embed(padded))
 
@@ -66,7 +59,7 @@ def test_embed_rejects_bad_input() -> None:
 
 
 def test_embed_many_equals_embed() -> None:
-    clips = [_signal(n, seed=n) for n in (40000, 3000, 20000, 12512)]
+    clips = [speechlike(n, seed=n) for n in (40000, 3000, 20000, 12512)]
     many = E.embed_many(clips)
     assert [m.shape[0] for m in many] == [E.n_embeddings(c.size) for c in clips]
     for clip, m in zip(clips, many, strict=True):
@@ -77,7 +70,7 @@ def test_embed_many_equals_embed() -> None:
 @pytest.mark.parametrize("frames", [76, 83, 84, 160, 400, 1203])
 def test_sequence_model_equals_separate_windows(frames: int) -> None:
     """The rewritten fully-convolutional model gives what the shipped one gives per window."""
-    mel = E.melspectrogram(_signal(E.FRAME_SAMPLES + (frames - 1) * E.FRAME_HOP_SAMPLES,
+    mel = E.melspectrogram(speechlike(E.FRAME_SAMPLES + (frames - 1) * E.FRAME_HOP_SAMPLES,
                                    seed=frames))
     assert mel.shape[0] == frames
     count = E.n_window_embeddings(frames)
@@ -110,7 +103,7 @@ def test_embed_frames_below_one_window_is_empty() -> None:
 @pytest.mark.parametrize(("seed", "batch"), [(0, 1), (1, 1), (2, 1), (0, 5), (1, 12)])
 def test_streaming_equals_offline(seed: int, batch: int) -> None:
     rng = np.random.default_rng(seed)
-    x = _signal(40000 + 317 * seed, seed=seed)
+    x = speechlike(40000 + 317 * seed, seed=seed)
     offline = E.embed(x)
     streamer = E.StreamingEmbedder(batch_embeddings=batch)
     outs, i = [], 0
@@ -127,7 +120,7 @@ def test_streaming_equals_offline(seed: int, batch: int) -> None:
 
 
 def test_streaming_emits_as_soon_as_receptive_field_is_complete() -> None:
-    x = _signal(E.RECEPTIVE_FIELD_SAMPLES + E.EMBEDDING_HOP_SAMPLES)
+    x = speechlike(E.RECEPTIVE_FIELD_SAMPLES + E.EMBEDDING_HOP_SAMPLES)
     s = E.StreamingEmbedder()
     assert s.push(x[: E.RECEPTIVE_FIELD_SAMPLES - 1]).shape == (0, 96)
     assert s.push(x[E.RECEPTIVE_FIELD_SAMPLES - 1 : E.RECEPTIVE_FIELD_SAMPLES]).shape == (1, 96)
@@ -137,7 +130,7 @@ def test_streaming_emits_as_soon_as_receptive_field_is_complete() -> None:
 
 def test_streaming_batches_hold_back_until_full() -> None:
     hop, field = E.EMBEDDING_HOP_SAMPLES, E.RECEPTIVE_FIELD_SAMPLES
-    x = _signal(field + 7 * hop)  # 8 complete embeddings
+    x = speechlike(field + 7 * hop)  # 8 complete embeddings
     s = E.StreamingEmbedder(batch_embeddings=3)
     assert s.push(x[: field + hop]).shape == (0, 96)  # 2 complete, held back
     assert s.push(x[field + hop : field + 2 * hop]).shape == (3, 96)
@@ -154,7 +147,7 @@ def test_streaming_batches_hold_back_until_full() -> None:
 
 
 def test_streaming_short_clip_finish_matches_embed() -> None:
-    x = _signal(7000)
+    x = speechlike(7000)
     s = E.StreamingEmbedder()
     assert s.push(x[:3000]).shape == (0, 96)
     assert s.push(x[3000:]).shape == (0, 96)

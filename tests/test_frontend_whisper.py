@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from signals import speechlike
 
 from daemon import compact, frontends
 from daemon import frontend_whisper as W
@@ -16,15 +17,8 @@ from daemon.model import load_backend
 SR = 16000
 
 
-def _signal(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SR
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    return (tone + 0.05 * rng.standard_normal(n)).astype(np.float32)
-
-
 def test_log_mel_matches_whisper_recipe() -> None:
-    x = _signal(SR)
+    x = speechlike(SR)
     mel = W.log_mel(x)
     assert mel.shape == (80, 100) and mel.dtype == np.float32  # 10 ms frames, last dropped
     # Dynamic range clamped to 8 (log10) below the peak, then scaled: (log + 4) / 4.
@@ -44,20 +38,20 @@ def test_log_mel_matches_whisper_recipe() -> None:
 
 @pytest.mark.parametrize(("n", "frames"), [(1, 1), (1000, 1), (SR, 12), (3 * SR, 37)])
 def test_embed_shape_and_determinism(n: int, frames: int) -> None:
-    e = W.embed(_signal(n))
+    e = W.embed(speechlike(n))
     assert e.shape == (frames, W.EMBEDDING_DIM) and e.dtype == np.float32
     assert np.isfinite(e).all()
-    np.testing.assert_array_equal(e, W.embed(_signal(n)))
+    np.testing.assert_array_equal(e, W.embed(speechlike(n)))
 
 
 def test_embed_depends_on_content_and_rejects_empty() -> None:
-    assert not np.allclose(W.embed(_signal(SR, 0)), W.embed(_signal(SR, 1)))
+    assert not np.allclose(W.embed(speechlike(SR, 0)), W.embed(speechlike(SR, 1)))
     with pytest.raises(ValueError, match="empty"):
         W.embed(np.zeros(0, np.float32))
 
 
 def test_long_audio_is_encoded_in_30_s_pieces() -> None:
-    x = _signal(31 * SR)
+    x = speechlike(31 * SR)
     e = W.embed(x)
     assert e.shape == (387, W.EMBEDDING_DIM)  # 3100 frames -> 1500 + 50 states -> 387
     first = W._encode(W.log_mel(x)[:, :3000], 1)  # 1500 states of 20 ms
@@ -65,7 +59,7 @@ def test_long_audio_is_encoded_in_30_s_pieces() -> None:
 
 
 def test_streaming_equals_offline() -> None:
-    x = _signal(2 * SR + 123)
+    x = speechlike(2 * SR + 123)
     s = W.StreamingWhisper()
     assert s.finish().shape == (0, W.EMBEDDING_DIM)
     for i in range(0, x.size, 480):
@@ -92,7 +86,7 @@ def test_registry() -> None:
     assert frontends.version(frontends.WHISPER_TINY_EN).startswith("whisper-")
     assert frontends.version(frontends.SPEECH_EMBEDDING) != frontends.version(
         frontends.WHISPER_TINY_EN)
-    x = _signal(SR)
+    x = speechlike(SR)
     assert frontends.embed_many(frontends.SPEECH_EMBEDDING, [x])[0].shape[1] == 96
     with pytest.raises(ValueError, match="unknown front-end 'mfcc'"):
         frontends.dim("mfcc")
@@ -112,7 +106,7 @@ def test_whisper_compact_model_round_trip(tmp_path: Path) -> None:
                                     ).save_pretrained(tmp_path)
     backend = load_backend(tmp_path)
     assert (backend.frontend, backend.embedding_dim) == (frontends.WHISPER_TINY_EN, 384)
-    x = _signal(2 * SR)
+    x = speechlike(2 * SR)
     scorer = backend.utterance_scorer()
     scorer.push(x[:SR])
     scorer.push(x[SR:])
