@@ -9,7 +9,7 @@ heard (*Measured* in the README). The encoder runs in CTranslate2 (int8), on the
 at any other CTranslate2 Whisper model dir, and with neither, the Hub copy is fetched once.
 
 The encoder is not streaming (it attends over the whole input), so an utterance is encoded
-at its end; that costs ~15 ms per second of speech on one core. Whisper's own input is 30 s
+at its end; that costs ~17 ms of CPU per second of speech. Whisper's own input is 30 s
 of log-mel, zero-padded; encoding only the utterance's frames (CTranslate2 accepts any even
 count) gives states of the same kind for ~1/10 of the work. Utterances longer than 30 s are
 encoded in 30 s pieces. The 20 ms encoder states are averaged in fours, so the head sees the

@@ -242,10 +242,10 @@ def speak(text: str, speaker: EspeakSpeaker, rng: random.Random | None = None,
         rate = round(rate * rng.uniform(0.9, 1.1))
         pitch = min(99, max(0, pitch + rng.randint(-6, 6)))
         rng_range = min(99, max(0, rng_range + rng.randint(-10, 10)))
-    # A generated timbre's file lives in an overlay of the data dir (trainer.espeak_timbres).
-    root = (espeak_timbres.ensure(speaker.variant, data_path())
-            if espeak_timbres.is_generated(speaker.variant) else None)
-    with _ENGINE_LOCK:  # the library is not thread-safe
+    with _ENGINE_LOCK:  # the library is not thread-safe, nor is the overlay's one variant
+        # A generated timbre's file lives in an overlay of the data dir (espeak_timbres).
+        root = (espeak_timbres.ensure(speaker.variant, data_path())
+                if espeak_timbres.is_generated(speaker.variant) else None)
         eng = reset(root) if fresh else engine(root)
         pcm = eng.synth(text, speaker.voice_name, rate, pitch, rng_range)
     return preprocess(pcm, eng.sample_rate_hz, sample_rate_hz)
