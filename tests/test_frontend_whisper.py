@@ -80,6 +80,27 @@ def test_model_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert (W.model_dir() / "model.bin").is_file()
 
 
+def test_missing_weights_fail_when_the_model_loads(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir = tmp_path / "model"
+    cfg = compact.CompactConfig(num_labels=2, id2label={0: "a", 1: "b"},
+                                label2id={"a": 0, "b": 1}, embedding_dim=384,
+                                frontend=frontends.WHISPER_TINY_EN, hidden_size=32)
+    compact.CompactForAudioClassification(cfg).save_pretrained(model_dir)
+    compact.CompactFeatureExtractor(feature_size=384, frontend=frontends.WHISPER_TINY_EN
+                                    ).save_pretrained(model_dir)
+    W.model_dir.cache_clear()
+    W._model.cache_clear()
+    monkeypatch.setenv("INTENTD_WHISPER_DIR", str(tmp_path / "nowhere"))
+    try:
+        with pytest.raises(DataError, match=r"INTENTD_WHISPER_DIR=.*no model"):
+            load_backend(model_dir)
+    finally:
+        monkeypatch.delenv("INTENTD_WHISPER_DIR")
+        W.model_dir.cache_clear()
+        W._model.cache_clear()
+
+
 def test_registry() -> None:
     assert frontends.dim(frontends.WHISPER_TINY_EN) == 384
     assert frontends.dim(frontends.SPEECH_EMBEDDING) == 96
