@@ -99,8 +99,9 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
     power = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
     mel = _mel_filters() @ power.T.astype(np.float32)
-    logspec = np.log10(np.maximum(mel, 1e-10))[:, :-1] if n > 1 else np.log10(
-        np.maximum(mel, 1e-10))
+    logspec = np.log10(np.maximum(mel, 1e-10))
+    if n > 1:
+        logspec = logspec[:, :-1]  # Whisper drops the last frame
     logspec = np.maximum(logspec, logspec.max() - 8.0)
     return ((logspec + 4.0) / 4.0).astype(np.float32)
 

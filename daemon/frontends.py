@@ -13,6 +13,7 @@ scorer do not care which one runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -43,43 +44,33 @@ def check(name: str) -> str:
     return name
 
 
-def dim(name: str) -> int:
+def _module(name: str) -> ModuleType:
+    """The front-end's module; each has ``EMBEDDING_DIM``, ``embed_many`` and ``version``."""
     if check(name) == WHISPER_TINY_EN:
         from daemon import frontend_whisper
 
-        return frontend_whisper.EMBEDDING_DIM
+        return frontend_whisper
     from daemon import embedding
 
-    return embedding.EMBEDDING_DIM
+    return embedding
+
+
+def dim(name: str) -> int:
+    return int(_module(name).EMBEDDING_DIM)
 
 
 def embed_many(name: str, audios: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
     """``[T_i, dim]`` per 16 kHz clip."""
-    if check(name) == WHISPER_TINY_EN:
-        from daemon import frontend_whisper
-
-        return frontend_whisper.embed_many(audios, threads)
-    from daemon import embedding
-
-    return embedding.embed_many(audios, threads)
+    return _module(name).embed_many(audios, threads)
 
 
 def streaming(name: str, threads: int = 1, batch_embeddings: int = 1) -> Streaming:
-    if check(name) == WHISPER_TINY_EN:
-        from daemon import frontend_whisper
-
-        return frontend_whisper.StreamingWhisper(threads)
-    from daemon import embedding
-
-    return embedding.StreamingEmbedder(threads=threads, batch_embeddings=batch_embeddings)
+    module = _module(name)
+    if name == WHISPER_TINY_EN:
+        return module.StreamingWhisper(threads)
+    return module.StreamingEmbedder(threads=threads, batch_embeddings=batch_embeddings)
 
 
 def version(name: str) -> str:
     """Identifies the front-end's weights and recipe (the trainer's cache key)."""
-    if check(name) == WHISPER_TINY_EN:
-        from daemon import frontend_whisper
-
-        return frontend_whisper.version()
-    from daemon import embedding
-
-    return embedding.version()
+    return _module(name).version()

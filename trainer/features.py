@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from daemon import frontends
 from daemon.windowing import WindowSpec
 from trainer.data import Example, load_audio
 
@@ -36,16 +37,9 @@ def content_hash(ex: Example) -> str:
 # --- cached speech embeddings (compact model) -----------------------------------------------
 
 
-def frontend_version(frontend: str = "speech_embedding") -> str:
-    """Identifies the embedding front-end: its weights and the constants around them."""
-    from daemon import frontends
-
-    return frontends.version(frontend)
-
-
 def embed_examples(
     examples: list[Example], spec: WindowSpec | None, cache_dir: Path, workers: int = 2,
-    chunk: int = 16, frontend: str = "speech_embedding",
+    chunk: int = 16, frontend: str = frontends.SPEECH_EMBEDDING,
 ) -> tuple[list[np.ndarray], list[list[np.ndarray]] | None]:
     """Utterance embeddings ``[T, dim]`` per example (and, with ``spec``, those of each
     window), from ``frontend`` (:mod:`daemon.frontends`).
@@ -58,10 +52,9 @@ def embed_examples(
 
     from tqdm.auto import tqdm
 
-    from daemon import frontends
     from daemon.windowing import cut_windows
 
-    vdir = cache_dir / f"embed-{frontend_version(frontend)}"
+    vdir = cache_dir / f"embed-{frontends.version(frontend)}"
     vdir.mkdir(parents=True, exist_ok=True)
     wtag = f"-w{spec.window_s:g}-{spec.hop_s:g}" if spec else ""
 
@@ -190,7 +183,7 @@ def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec)
 def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec,
                             cache_dir: Path, threads: int, seed: int,
                             augment: bool, windows: bool = True,
-                            frontend: str = "speech_embedding") -> Prepared:
+                            frontend: str = frontends.SPEECH_EMBEDDING) -> Prepared:
     """Cached utterance embeddings; with ``windows``, also those of every test window."""
     ids = {lab: i for i, lab in enumerate(labels)}
     train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads, frontend=frontend)
@@ -215,7 +208,7 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
 
 def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: WindowSpec,
                        pad: str, cache_dir: Path, threads: int,
-                       frontend: str = "speech_embedding"
+                       frontend: str = frontends.SPEECH_EMBEDDING
                        ) -> tuple[Items, np.ndarray, np.ndarray]:
     """(eval items, item -> utterance index, utterance labels) for an extra test split,
     in the same view as training (``pad``: "embeddings" = utterance view)."""

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from daemon import frontends
 from daemon.errors import ConfigError
 from daemon.windowing import WindowSpec
 from trainer.persist import push_to_hub, resume_checkpoint
@@ -196,7 +197,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     except ValueError as err:
         raise ConfigError(f"--window-s/--hop-s: {err}") from err
     view = "utterance" if getattr(model.config, "input_view", "window") == "utterance" else "window"
-    frontend = getattr(model.config, "frontend", "speech_embedding")
+    frontend = getattr(model.config, "frontend", frontends.SPEECH_EMBEDDING)
     # The keyword CNN's convolutions split well over cores (2 threads: 11 s/epoch on banking
     # against 21 s); the GRU head's many tiny steps do not.
     gru = getattr(model.config, "head_type", "") == "gru_attention"
@@ -324,8 +325,6 @@ def build_model(
 
     name = model_args.model
     if name == "compact":
-        from daemon import frontends
-
         try:
             frontends.check(model_args.frontend)
         except ValueError as err:

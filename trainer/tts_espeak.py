@@ -105,26 +105,24 @@ def all_speakers(seed: int = 0) -> list[EspeakSpeaker]:
 
     Sorted by voice name so the list (and any split of it) depends only on the seed.
     """
-    out = []
-    for accent in available_accents():
-        for variant in available_variants():
-            r = random.Random(f"espeak-speaker:{seed}:{accent}+{variant}")
-            out.append(EspeakSpeaker(accent, variant, rate_wpm=r.randint(135, 195),
-                                     pitch=r.randint(30, 70), pitch_range=r.randint(35, 75)))
+    out = [_with_habits(accent, variant, f"{seed}:{accent}+{variant}")
+           for accent in available_accents() for variant in available_variants()]
     return sorted(out, key=lambda s: s.voice_name)
+
+
+def _with_habits(accent: str, variant: str, key: str) -> EspeakSpeaker:
+    """A speaker whose habitual rate and pitch are drawn from ``key`` alone."""
+    r = random.Random(f"espeak-speaker:{key}")
+    return EspeakSpeaker(accent, variant, rate_wpm=r.randint(135, 195),
+                         pitch=r.randint(30, 70), pitch_range=r.randint(35, 75))
 
 
 def generated_speakers(seed: int, n: int, accents: tuple[str, ...] = ()) -> list[EspeakSpeaker]:
     """``n`` speakers with generated timbres (:mod:`trainer.espeak_timbres`), the accents
     (default: all) taken in turn, each with a habitual rate/pitch like :func:`all_speakers`."""
     pool = [a for a in available_accents() if not accents or a in accents]
-    out = []
-    for i in range(n):
-        variant = espeak_timbres.name(seed, i)
-        r = random.Random(f"espeak-speaker:{seed}:{variant}")
-        out.append(EspeakSpeaker(pool[i % len(pool)], variant, rate_wpm=r.randint(135, 195),
-                                 pitch=r.randint(30, 70), pitch_range=r.randint(35, 75)))
-    return out
+    names = [espeak_timbres.name(seed, i) for i in range(n)]
+    return [_with_habits(pool[i % len(pool)], v, f"{seed}:{v}") for i, v in enumerate(names)]
 
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
