@@ -209,6 +209,29 @@ def test_cli_arguments_map_to_options(tiny_spec: Path) -> None:
         == SynthOptions().flite_share == 0.15
 
 
+def test_noise_kinds_option_weights_and_validates(tiny_spec: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_synth_arguments(parser)
+    o = options_from_args(parser.parse_args([str(tiny_spec), "--out", "x", "--noise-kinds",
+                                             "hum, hum,brown"]))
+    assert o.noise_kinds == ("hum", "hum", "brown")
+    assert o.augment_options().noise_kinds == ("hum", "hum", "brown")
+    assert options_from_args(parser.parse_args([str(tiny_spec), "--out", "x"])).noise_kinds \
+        == aug.TRAIN_NOISE_KINDS
+    with pytest.raises(ConfigError, match="--noise-kinds: unknown kind 'rain'; choose from"):
+        SynthOptions(noise_kinds=("pink", "rain")).validate()
+    with pytest.raises(ConfigError, match="--noise-kinds is empty"):
+        SynthOptions(noise_kinds=()).validate()
+    SynthOptions(noise_kinds=(), noise_prob=0.0).validate()  # no noise asked for: fine
+    # Only the listed kinds are mixed in, a repeated one more often.
+    x = np.sin(np.arange(8000) / 8.0).astype(np.float32) * 0.3
+    opts = aug.AugmentOptions(noise_prob=1.0, noise_kinds=("hum", "hum", "brown"))
+    kinds = [aug.augment(x, np.random.default_rng(i), opts)[1] for i in range(60)]
+    drawn = [s.split("@")[0] for steps in kinds for s in steps if "@" in s]
+    assert len(drawn) == 60 and set(drawn) == {"hum", "brown"}
+    assert drawn.count("hum") > drawn.count("brown")
+
+
 def test_cli_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("intents:\n  a:\n    - call $nobody\n", encoding="utf-8")

@@ -73,6 +73,9 @@ class SynthOptions:
     flite_share: float = 0.15  # of each intent's utterances; all go to train (four speakers)
     snr_db: tuple[float, float] = (5.0, 30.0)
     noise_prob: float = 0.7
+    # Which generated noises training mixes in, drawn uniformly; a kind listed twice is drawn
+    # twice as often (e.g. more babble for a noisy open-plan office).
+    noise_kinds: tuple[str, ...] = aug.TRAIN_NOISE_KINDS
     telephone_prob: float = 0.15
     reverb_prob: float = 0.25
     speed_prob: float = 0.2
@@ -107,6 +110,13 @@ class SynthOptions:
             raise ConfigError(f"--piper-share {self.piper_share} + --flite-share "
                               f"{self.flite_share} leaves too few eSpeak utterances for a test "
                               "split; keep the sum at most 0.9")
+        bad_kinds = [k for k in self.noise_kinds if k not in aug.NOISE_KINDS]
+        if bad_kinds:
+            raise ConfigError(f"--noise-kinds: unknown kind {bad_kinds[0]!r}; choose from "
+                              f"{', '.join(aug.NOISE_KINDS)}")
+        if not self.noise_kinds and not self.noise_files and self.noise_prob > 0:
+            raise ConfigError("--noise-kinds is empty: name at least one kind, add "
+                              "--noise-file, or set --noise-prob 0")
         lo, hi = self.snr_db
         if lo > hi:
             raise ConfigError(f"--snr-db MIN MAX needs MIN <= MAX, got {lo} {hi}")
@@ -124,6 +134,7 @@ class SynthOptions:
 
     def augment_options(self) -> aug.AugmentOptions:
         return aug.AugmentOptions(snr_db=self.snr_db, noise_prob=self.noise_prob,
+                                  noise_kinds=self.noise_kinds,
                                   telephone_prob=self.telephone_prob,
                                   reverb_prob=self.reverb_prob, speed_prob=self.speed_prob)
 
@@ -373,6 +384,11 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr-db", type=float, nargs=2, default=list(d.snr_db),
                         metavar=("MIN", "MAX"), help="background noise SNR range in dB")
     parser.add_argument("--noise-prob", type=float, default=d.noise_prob)
+    parser.add_argument("--noise-kinds", type=_name_list, default=d.noise_kinds,
+                        metavar="K,K",
+                        help="generated noises to train with, comma-separated, drawn "
+                             "uniformly; list a kind twice to draw it twice as often "
+                             f"(default {','.join(d.noise_kinds)}; also: cafe)")
     parser.add_argument("--telephone-prob", type=float, default=d.telephone_prob,
                         help="share rendered as an 8 kHz μ-law phone line")
     parser.add_argument("--reverb-prob", type=float, default=d.reverb_prob)
@@ -383,10 +399,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {d.reject_share}; 0: no rejection class)")
     parser.add_argument("--noise-file", action="append", default=[], metavar="WAV",
                         help="background noise recording (repeatable)")
-    parser.add_argument("--train-accents", type=_accent_list, default=(), metavar="A,B",
+    parser.add_argument("--train-accents", type=_name_list, default=(), metavar="A,B",
                         help="eSpeak accents for training voices, comma-separated "
                              "(default: all)")
-    parser.add_argument("--test-accents", type=_accent_list, default=(), metavar="A,B",
+    parser.add_argument("--test-accents", type=_name_list, default=(), metavar="A,B",
                         help="eSpeak accents for held-out test voices (default: all); with "
                              "--train-accents, measures accuracy on an unseen kind of voice")
     parser.add_argument("--gen-timbres", type=int, default=d.gen_timbres, metavar="N",
@@ -398,7 +414,7 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _accent_list(value: str) -> tuple[str, ...]:
+def _name_list(value: str) -> tuple[str, ...]:
     return tuple(a.strip() for a in value.split(",") if a.strip())
 
 
@@ -407,7 +423,8 @@ def options_from_args(args: argparse.Namespace) -> SynthOptions:
         per_intent=args.per_intent, test_fraction=args.test_fraction,
         piper_share=args.piper_share, flite_share=args.flite_share,
         snr_db=(args.snr_db[0], args.snr_db[1]),
-        noise_prob=args.noise_prob, telephone_prob=args.telephone_prob,
+        noise_prob=args.noise_prob, noise_kinds=args.noise_kinds,
+        telephone_prob=args.telephone_prob,
         reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
         noise_files=tuple(args.noise_file), reject_share=args.reject_share,
         train_accents=args.train_accents,
