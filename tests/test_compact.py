@@ -124,6 +124,27 @@ def test_fit_builds_mean_subtracting_models_and_old_configs_load_without() -> No
     assert "subtract_utterance_mean" in model.config.to_diff_dict()
 
 
+def test_head_channels_default_by_frontend_and_override() -> None:
+    from trainer.fit import ModelArguments, build_model
+
+    def hidden(**kw: object) -> int:
+        return build_model(ModelArguments(model="compact", **kw), LABELS)[0].config.hidden_size
+
+    assert hidden() == 128  # Whisper tiny.en, the default front-end
+    assert hidden(frontend="speech_embedding") == 256
+    assert hidden(head_channels=64) == 64
+
+
+def test_head_channels_out_of_range_is_a_one_line_error(tmp_path: Path) -> None:
+    from daemon.errors import ConfigError
+    from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
+
+    with pytest.raises(ConfigError, match=r"--head-channels must be in \[8, 2048\], got 4"):
+        fit(DataArguments(data=str(tmp_path / "none")),
+            ModelArguments(model="compact", head_channels=4),
+            TrainArguments(out=str(tmp_path / "out")))
+
+
 def test_param_count_is_small() -> None:
     n = sum(p.numel() for p in _model().parameters())
     assert 500_000 <= n <= 1_500_000  # ~4.6 MB of float32 weights
