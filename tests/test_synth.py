@@ -324,3 +324,24 @@ def test_democall_noise_kind_changes_only_the_background(tiny_spec: Path,
     assert a.shape == b.shape and not np.array_equal(a, b)
     with pytest.raises(ConfigError, match="--noise-kind must be one of"):
         make_call(tiny_spec, tmp_path / "c.wav", tmp_path / "c.csv", noise_kind="rain")
+
+
+def test_democall_voice_seed_picks_the_voice_split_only(tiny_spec: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.democall as dc
+
+    spoken: list[str] = []
+    real = dc._utterance
+
+    def record(text: str, speaker, *args, **kw):  # type: ignore[no-untyped-def]
+        spoken.append(speaker.voice_id)
+        return real(text, speaker, *args, **kw)
+
+    monkeypatch.setattr(dc, "_utterance", record)
+    held_out = {s.voice_id for s in split_speakers(7, 0.2)[1]}
+    make_call(tiny_spec, tmp_path / "a.wav", tmp_path / "a.csv", n_utterances=6, seed=3,
+              voice_seed=7)
+    assert len(spoken) == 6 and set(spoken) <= held_out
+    spoken.clear()
+    make_call(tiny_spec, tmp_path / "b.wav", tmp_path / "b.csv", n_utterances=6, seed=3)
+    assert set(spoken) <= {s.voice_id for s in split_speakers(3, 0.2)[1]}

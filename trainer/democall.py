@@ -69,13 +69,14 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
               voices: str = "test", pause_prob: float = 0.4,
               snr_db: tuple[float, float] = (15.0, 25.0), test_fraction: float = 0.2,
               gap_s: tuple[float, float] = (1.5, 3.0),
-              noise_kind: str | None = None) -> CallSummary:
+              noise_kind: str | None = None, voice_seed: int | None = None) -> CallSummary:
     """Write the call audio (PCM16 mono at ``sample_rate_hz``: 16000, or 8000 for a
     μ-law phone line) and its truth CSV ``start_s,end_s,intent,text``.
 
     ``noise_kind`` (one of ``CALL_NOISE_KINDS``) fixes the background; by default the seed
     draws it. The speech and the truth do not depend on it; the noise's level is drawn after
-    the noise, so it may differ."""
+    the noise, so it may differ. ``voice_seed`` (default ``seed``) picks the voice split, so
+    many different calls can all be spoken by one model's held-out voices."""
     import soundfile as sf
 
     if n_utterances < 1:
@@ -88,7 +89,7 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
         raise ConfigError(f"--noise-kind must be one of {', '.join(CALL_NOISE_KINDS)}, got "
                           f"{noise_kind!r}")
     spec: Spec = load_spec(spec_path)
-    speakers = _speakers(seed, voices, test_fraction)
+    speakers = _speakers(seed if voice_seed is None else voice_seed, voices, test_fraction)
     sr = 16000
     rng = random.Random(f"democall:{seed}")
     texts: dict[str, list[str]] = {}
@@ -143,6 +144,9 @@ def add_democall_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=20, help="number of utterances (default 20)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed; use the synth seed so 'test' voices are held out")
+    parser.add_argument("--voice-seed", type=int, default=None,
+                        help="seed of the voice split only (default: --seed): other calls "
+                             "in the held-out voices of the model trained with this seed")
     parser.add_argument("--voices", choices=("test", "train", "all"), default="test",
                         help="which side of the synth voice split speaks (default test)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
@@ -164,7 +168,8 @@ def run_democall(args: argparse.Namespace) -> int:
             raise DataError(f"{p}: already exists; pass --force to overwrite or choose "
                             "another path")
     summary = make_call(args.spec, args.out, args.truth, n_utterances=args.n, seed=args.seed,
-                        sample_rate_hz=args.rate_hz, voices=args.voices,
+                        voice_seed=args.voice_seed, sample_rate_hz=args.rate_hz,
+                        voices=args.voices,
                         pause_prob=args.pause_prob, snr_db=(args.snr_db[0], args.snr_db[1]),
                         test_fraction=args.test_fraction, noise_kind=args.noise_kind)
     print(json.dumps(asdict(summary)), flush=True)
