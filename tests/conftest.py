@@ -78,7 +78,9 @@ def compact_model(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     t0 = time.monotonic()
     report = fit(
         DataArguments(data=str(synth_data)),
-        ModelArguments(model="compact"),
+        # The demo's head width: 2.5x faster to train than the default 256, and what the
+        # README's main command ships.
+        ModelArguments(model="compact", head_channels=128),
         TrainArguments(out=str(out), batch_size=32, seed=0),
     )
     log.info("compact_model fixture: %.1f s, utterance accuracy %.3f",

@@ -124,15 +124,15 @@ def test_fit_builds_mean_subtracting_models_and_old_configs_load_without() -> No
     assert "subtract_utterance_mean" in model.config.to_diff_dict()
 
 
-def test_head_channels_default_by_frontend_and_override() -> None:
+def test_head_channels_default_and_override() -> None:
     from trainer.fit import ModelArguments, build_model
 
     def hidden(**kw: object) -> int:
         return build_model(ModelArguments(model="compact", **kw), LABELS)[0].config.hidden_size
 
-    assert hidden() == 128  # Whisper tiny.en, the default front-end
+    assert hidden() == 256  # Whisper tiny.en, the default front-end
     assert hidden(frontend="speech_embedding") == 256
-    assert hidden(head_channels=64) == 64
+    assert hidden(head_channels=128) == 128
 
 
 def test_head_channels_out_of_range_is_a_one_line_error(tmp_path: Path) -> None:
