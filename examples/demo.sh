@@ -21,7 +21,7 @@ echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
   --gen-timbres 400
 echo "demo: 2/4 training the compact model (Whisper tiny.en front-end) → $out/model" >&2
 # The window scores (what the mean/max verdicts see) are not needed for the demo's verdict.
-# A head of 128 channels (the default is 256) trains in ~150 s instead of ~360 s: 0.7 point
+# A head of 128 channels (the default is 256) trains in ~125 s instead of ~225 s: 0.7 point
 # less on held-out voices and more in heavy noise (README, *Measured*), the price of the budget.
 "$bin/intentd-train" fit --data "$out/data" --model compact --out "$out/model" --no-window-eval \
   --head-channels 128

@@ -87,7 +87,7 @@ class ModelArguments:
                                 "keyword-spotting embeddings: faster, less accurate)"})
     head_channels: int | None = field(default=None, metadata={
         "metavar": "N", "help": "compact: channels of the head's convolutions (default: "
-                                "256; on Whisper 128 trains ~2.5x faster for ~0.7 point less "
+                                "256; on Whisper 128 trains ~1.8x faster for ~0.7 point less "
                                 "on held-out voices and more in heavy noise)"})
 
 
@@ -336,7 +336,7 @@ def build_model(
         except ValueError as err:
             raise ConfigError(f"--frontend: {err}") from err
         ids = dict(enumerate(labels))
-        # 256 channels on Whisper too: a head of 128 trains 2.5x faster but loses in noise
+        # 256 channels on Whisper too: a head of 128 trains ~1.8x faster but loses in noise
         # (banking, the demo's data: held-out 98.4 / 95.6% clean / noisy against 99.1 / 97.3%;
         # 442 of bench/calls.py's 480 commands against 453; 6 dB babble, one command per
         # file, 57.5% against 65%). The demo passes 128 to fit its 10-minute budget.

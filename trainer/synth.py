@@ -59,7 +59,7 @@ class SynthOptions:
     # Data volume is what the compact head's accuracy on unseen voices and phrasings buys
     # most with (banking, keyword CNN head, noisy held-out split: 400/intent 86.5%,
     # 800/intent 90%). 800 per intent synthesizes in ~3 min on 2 cores; on the Whisper
-    # front-end embedding takes ~4 min and training the default head ~12 min; the demo uses
+    # front-end embedding takes ~4 min and training the default head ~8 min; the demo uses
     # fewer utterances and a narrower head to fit its 10-minute budget.
     per_intent: int = 800
     test_fraction: float = 0.2  # of espeak voice variants, held out for the test split
