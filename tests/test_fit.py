@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from audiofolder import write_split
 
+from daemon.errors import ConfigError
 from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
 
 REPORT_KEYS = {"utterance_accuracy", "window_accuracy", "macro_f1", "train_seconds",
@@ -109,7 +110,8 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     assert sorted(p["label"] for p in preds) == sorted(report["labels"])
 
 
-def _fit_counting_embeddings(data: Path, args: TrainArguments) -> tuple[dict, int]:
+def _fit_counting_embeddings(data: Path, args: TrainArguments,
+                             model_args: ModelArguments | None = None) -> tuple[dict, int]:
     """``fit`` of the compact model, and how often it ran the embedding front-end."""
     from daemon import frontends
 
@@ -122,7 +124,8 @@ def _fit_counting_embeddings(data: Path, args: TrainArguments) -> tuple[dict, in
 
     frontends.embed_many = counting  # type: ignore[assignment]
     try:
-        report = fit(DataArguments(data=str(data)), ModelArguments(model="compact"), args)
+        report = fit(DataArguments(data=str(data)),
+                     model_args or ModelArguments(model="compact", head_channels=128), args)
     finally:
         frontends.embed_many = real  # type: ignore[assignment]
     return report, len(calls)
@@ -139,6 +142,13 @@ def test_compact_resume_reuses_cache_and_checkpoint(compact_model: Path, synth_d
     assert calls == 0  # every embedding came from OUT/cache
     # resumed at the final checkpoint: nothing left to train, same best model
     assert report["utterance_accuracy"] == before["utterance_accuracy"]
+    # Another head width cannot load those weights: one line that names the flag.
+    with pytest.raises(ConfigError, match=r"--resume: .*checkpoint-\d+ was trained with "
+                                          r"hidden_size=128, this run asks for 64 "
+                                          r"\(--head-channels\)"):
+        _fit_counting_embeddings(
+            synth_data, TrainArguments(out=str(out), batch_size=32, seed=0, resume=True),
+            ModelArguments(model="compact", head_channels=64))
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ import numpy as np
 from daemon import frontends
 from daemon.errors import ConfigError
 from daemon.windowing import WindowSpec
-from trainer.persist import push_to_hub, resume_checkpoint
+from trainer.persist import check_resumable, push_to_hub, resume_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     trainer = _make_trainer(model, extractor, prep, out, train_args, hparams, len(labels),
                             view)
     checkpoint = resume_checkpoint(out / "checkpoints", train_args.resume)
+    check_resumable(checkpoint, model.config.to_dict())
     t1 = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
     train_s = time.monotonic() - t1

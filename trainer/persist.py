@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
-from daemon.errors import DataError
+from daemon.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,31 @@ def resume_checkpoint(ckpt_dir: Path, resume: bool) -> str | None:
     else:
         log.info("resuming from %s", last)
     return last
+
+
+# What fixes the shapes of the weights: a checkpoint that differs in one of these cannot be
+# loaded into this run's model.
+_SHAPE_KEYS: tuple[tuple[str, str], ...] = (
+    ("hidden_size", "--head-channels"), ("frontend", "--frontend"),
+    ("embedding_dim", "--frontend"), ("head_type", "the head type"),
+    ("num_labels", "the data's label set"))
+
+
+def check_resumable(checkpoint: str | None, config: dict[str, Any]) -> None:
+    """A one-line error when ``checkpoint`` was trained with another model shape than
+    ``config`` (this run's model config), instead of a wall of size mismatches."""
+    if checkpoint is None:
+        return
+    try:
+        saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the trainer reports a damaged checkpoint itself
+    for key, flag in _SHAPE_KEYS:
+        if key in saved and key in config and saved[key] != config[key]:
+            raise ConfigError(
+                f"--resume: {checkpoint} was trained with {key}={saved[key]!r}, this run "
+                f"asks for {config[key]!r} ({flag}); run with the checkpoint's settings, or "
+                "without --resume to start afresh")
 
 
 def push_to_hub(out: Path, repo_id: str) -> None:
