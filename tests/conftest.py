@@ -78,7 +78,7 @@ def compact_model(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     t0 = time.monotonic()
     report = fit(
         DataArguments(data=str(synth_data)),
-        # The demo's head width: 2.5x faster to train than the default 256, and what the
+        # The demo's head width: ~1.8x faster to train than the default 256, and what the
         # README's main command ships.
         ModelArguments(model="compact", head_channels=128),
         TrainArguments(out=str(out), batch_size=32, seed=0),
