@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,9 +91,16 @@ class CompactConfig(PretrainedConfig):
         sample_rate_hz: int = embedding.SAMPLE_RATE_HZ,
         initializer_range: float = 0.02,
         frontend: str = frontends.SPEECH_EMBEDDING,
+        frontend_weights: str | None = None,
         **kwargs: Any,
     ) -> None:
         frontends.check(frontend)
+        if frontend_weights is not None and (
+                frontend != frontends.WHISPER_TINY_EN or not frontend_weights
+                or Path(frontend_weights).name != frontend_weights):
+            raise ValueError(f"frontend_weights must name a subdirectory of the model dir and "
+                             f"needs the {frontends.WHISPER_TINY_EN} front-end, got "
+                             f"{frontend_weights!r} with {frontend!r}")
         if head_type not in HEAD_TYPES:
             raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got "
                              f"{head_type!r}")
@@ -129,6 +137,9 @@ class CompactConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         # Models saved before front-ends had names lack the key: the default is theirs.
         self.frontend = frontend
+        # A tuned copy of the front-end's weights inside the model dir (intentd-train
+        # tune-encoder); None: the stock front-end.
+        self.frontend_weights = frontend_weights
         super().__init__(**kwargs)
         # transformers 5 no longer derives label2id from id2label.
         if self.id2label and not getattr(self, "label2id", None):
@@ -299,10 +310,14 @@ class CompactFeatureExtractor(SequenceFeatureExtractor):
         padding_value: float = 0.0,
         threads: int = 1,
         frontend: str = frontends.SPEECH_EMBEDDING,
+        frontend_weights: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("return_attention_mask", True)
         self.frontend = frontends.check(frontend)
+        # A tuned encoder in the model dir (see CompactConfig); from_pretrained resolves it.
+        self.frontend_weights = frontend_weights
+        self.weights_dir: Path | None = None
         super().__init__(
             feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
             **kwargs,
@@ -332,13 +347,37 @@ class CompactFeatureExtractor(SequenceFeatureExtractor):
                 f"{self.sampling_rate} Hz mono; resample first "
                 "(daemon.windowing.preprocess(audio, rate, 16000))"
             )
+        if self.frontend_weights and self.weights_dir is None:
+            raise ValueError(
+                f"this model's front-end is a tuned encoder ({self.frontend_weights}/ in its "
+                "dir); load the extractor with from_pretrained(MODEL_DIR)")
         embeddings = frontends.embed_many(self.frontend, _as_utterances(raw_speech),
-                                          threads=self.threads)
+                                          threads=self.threads, weights=self.weights_dir)
         return self.pad_embeddings(
             embeddings, return_tensors=return_tensors, padding=padding, max_length=max_length,
             truncation=truncation, pad_to_multiple_of=pad_to_multiple_of,
             return_attention_mask=return_attention_mask,
         )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Any:
+        extractor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        # A tuple when called with return_unused_kwargs=True.
+        first = extractor[0] if isinstance(extractor, tuple) else extractor
+        if first.frontend_weights:
+            base = Path(pretrained_model_name_or_path)
+            if not base.is_dir():  # a Hub id: fetch the tuned encoder beside the config
+                from huggingface_hub import snapshot_download
+
+                base = Path(snapshot_download(str(pretrained_model_name_or_path),
+                                              allow_patterns=[f"{first.frontend_weights}/*"]))
+            first.weights_dir = base / first.frontend_weights
+        return extractor
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out.pop("weights_dir", None)  # where this copy was loaded from, not a setting
+        return out
 
     def pad_embeddings(
         self,

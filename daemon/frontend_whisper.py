@@ -65,15 +65,21 @@ def model_dir() -> Path:
                         f"{_FIX}") from err
 
 
+def weights_dir(weights: Path | None = None) -> Path:
+    """``weights`` (a model's own tuned encoder, ``intentd-train tune-encoder``) or the stock
+    weights of :func:`model_dir`."""
+    return model_dir() if weights is None else Path(weights)
+
+
 @functools.lru_cache(maxsize=4)
-def _model(threads: int) -> Any:  # ctranslate2.models.Whisper
+def _model(threads: int, weights: Path) -> Any:  # ctranslate2.models.Whisper
     try:
         import ctranslate2
     except ImportError as err:
         raise DataError("the Whisper front-end needs ctranslate2: pip install ctranslate2"
                         ) from err
     # Two inter-op workers: the trainer embeds from two threads at once.
-    return ctranslate2.models.Whisper(str(model_dir()), device="cpu", compute_type="int8",
+    return ctranslate2.models.Whisper(str(weights), device="cpu", compute_type="int8",
                                       intra_threads=threads, inter_threads=2)
 
 
@@ -106,22 +112,24 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     return ((logspec + 4.0) / 4.0).astype(np.float32)
 
 
-def _encode(mel: np.ndarray, threads: int) -> np.ndarray:
+def _encode(mel: np.ndarray, threads: int, weights: Path | None = None) -> np.ndarray:
     import ctranslate2
 
     n = mel.shape[1] + (mel.shape[1] % 2)  # the encoder halves the frame count
     x = np.zeros((1, N_MELS, n), dtype=np.float32)
     x[0, :, : mel.shape[1]] = mel
-    out = _model(threads).encode(ctranslate2.StorageView.from_array(x), to_cpu=True)
+    model = _model(threads, weights_dir(weights))
+    out = model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True)
     return np.asarray(out, dtype=np.float32)[0]
 
 
-def embed(audio_16k: np.ndarray, threads: int = 1) -> np.ndarray:
-    """``[T, 384]`` for one clip, ``T = max(1, frames // 8)`` (80 ms each)."""
+def embed(audio_16k: np.ndarray, threads: int = 1, weights: Path | None = None) -> np.ndarray:
+    """``[T, 384]`` for one clip, ``T = max(1, frames // 8)`` (80 ms each); ``weights``: a
+    CTranslate2 Whisper dir other than the stock one (:func:`weights_dir`)."""
     if np.asarray(audio_16k).size == 0:
         raise ValueError("cannot embed empty audio (0 samples)")
     mel = log_mel(audio_16k)
-    states = np.concatenate([_encode(mel[:, s : s + MAX_MEL_FRAMES], threads)
+    states = np.concatenate([_encode(mel[:, s : s + MAX_MEL_FRAMES], threads, weights)
                              for s in range(0, mel.shape[1], MAX_MEL_FRAMES)])
     t = states.shape[0] // POOL_FRAMES
     if t == 0:
@@ -129,16 +137,19 @@ def embed(audio_16k: np.ndarray, threads: int = 1) -> np.ndarray:
     return states[: t * POOL_FRAMES].reshape(t, POOL_FRAMES, EMBEDDING_DIM).mean(axis=1)
 
 
-def embed_many(audios: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
-    return [embed(a, threads) for a in audios]
+def embed_many(audios: Sequence[np.ndarray], threads: int = 1,
+               weights: Path | None = None) -> list[np.ndarray]:
+    return [embed(a, threads, weights) for a in audios]
 
 
-def version() -> str:
+def version(weights: Path | None = None) -> str:
     """Identifies the weights and the feature recipe (for the trainer's embedding cache)."""
-    d = model_dir()
+    d = weights_dir(weights)
     h = hashlib.sha256()
     h.update((d / "config.json").read_bytes())
     h.update(str((d / "model.bin").stat().st_size).encode())
+    if weights is not None:  # tuned weights keep the stock size: hash their contents
+        h.update(hashlib.sha256((d / "model.bin").read_bytes()).digest())
     h.update(repr((N_MELS, N_FFT, HOP_SAMPLES, POOL_FRAMES, MAX_MEL_FRAMES, "int8")).encode())
     return "whisper-" + h.hexdigest()[:16]
 
@@ -146,8 +157,9 @@ def version() -> str:
 class StreamingWhisper:
     """Collects an utterance; :meth:`finish` encodes all of it (the encoder is not causal)."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, weights: Path | None = None) -> None:
         self.threads = threads
+        self.weights = weights
         self._chunks: list[np.ndarray] = []
         self._n = 0
 
@@ -169,4 +181,4 @@ class StreamingWhisper:
         """All the utterance's embeddings (none before any audio)."""
         if self._n == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        return embed(np.concatenate(self._chunks), self.threads)
+        return embed(np.concatenate(self._chunks), self.threads, self.weights)

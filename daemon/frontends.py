@@ -7,12 +7,15 @@
   80 ms, computed at the end of the utterance.
 
 Each offers the same small surface, so the head, the trainer's cache and the daemon's
-scorer do not care which one runs.
+scorer do not care which one runs. ``weights`` names a model's own copy of the front-end's
+weights (Whisper's encoder tuned with the head: ``intentd-train tune-encoder``); None is the
+stock front-end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
@@ -59,18 +62,32 @@ def dim(name: str) -> int:
     return int(_module(name).EMBEDDING_DIM)
 
 
-def embed_many(name: str, audios: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
+def _check_weights(name: str, weights: Path | None) -> None:
+    if weights is not None and name != WHISPER_TINY_EN:
+        raise ValueError(f"front-end {name!r} has no tunable weights (got {weights})")
+
+
+def embed_many(name: str, audios: Sequence[np.ndarray], threads: int = 1,
+               weights: Path | None = None) -> list[np.ndarray]:
     """``[T_i, dim]`` per 16 kHz clip."""
-    return _module(name).embed_many(audios, threads)
+    _check_weights(name, weights)
+    if weights is None:
+        return _module(name).embed_many(audios, threads)
+    return _module(name).embed_many(audios, threads, weights)
 
 
-def streaming(name: str, threads: int = 1, batch_embeddings: int = 1) -> Streaming:
+def streaming(name: str, threads: int = 1, batch_embeddings: int = 1,
+              weights: Path | None = None) -> Streaming:
+    _check_weights(name, weights)
     module = _module(name)
     if name == WHISPER_TINY_EN:
-        return module.StreamingWhisper(threads)
+        return module.StreamingWhisper(threads, weights)
     return module.StreamingEmbedder(threads=threads, batch_embeddings=batch_embeddings)
 
 
-def version(name: str) -> str:
+def version(name: str, weights: Path | None = None) -> str:
     """Identifies the front-end's weights and recipe (the trainer's cache key)."""
-    return _module(name).version()
+    _check_weights(name, weights)
+    if weights is None:
+        return _module(name).version()
+    return _module(name).version(weights)

@@ -74,7 +74,8 @@ class CompactUtteranceScorer:
     def __init__(self, backend: CompactBackend) -> None:
         self._backend = backend
         self._embedder = frontends.streaming(backend.frontend, threads=backend.threads,
-                                             batch_embeddings=STREAM_BATCH_EMBEDDINGS)
+                                             batch_embeddings=STREAM_BATCH_EMBEDDINGS,
+                                             weights=backend.frontend_weights)
         self._chunks: list[np.ndarray] = []
 
     def push(self, samples: np.ndarray) -> None:
@@ -99,7 +100,8 @@ class CompactBackend:
     """A frozen front-end (:mod:`daemon.frontends`) + the trained compact head (torch)."""
 
     def __init__(self, model: CompactForAudioClassification, name: str, labels: tuple[str, ...],
-                 threads: int, temperature: float = 1.0) -> None:
+                 threads: int, temperature: float = 1.0,
+                 frontend_weights: Path | None = None) -> None:
         self.model = model.eval()
         self.name = name
         self.labels = labels
@@ -109,6 +111,7 @@ class CompactBackend:
         self.frontend = frontends.check(getattr(model.config, "frontend",
                                                 frontends.SPEECH_EMBEDDING))
         self.embedding_dim = int(model.config.embedding_dim)
+        self.frontend_weights = frontend_weights
 
     def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """``[T_i, dim]`` sequences -> probabilities ``[n, n_labels]``."""
@@ -128,8 +131,8 @@ class CompactBackend:
         w = np.asarray(windows, dtype=np.float32)
         if w.ndim != 2 or w.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.classify_embeddings(frontends.embed_many(self.frontend, list(w),
-                                                             threads=self.threads))
+        return self.classify_embeddings(frontends.embed_many(
+            self.frontend, list(w), threads=self.threads, weights=self.frontend_weights))
 
     def utterance_scorer(self) -> CompactUtteranceScorer:
         return CompactUtteranceScorer(self)
@@ -202,6 +205,19 @@ def _read_model_type(path: Path) -> str:
     return data["model_type"]
 
 
+def _frontend_weights(config: Any, path: Path) -> Path | None:
+    """The model's own front-end weights dir (a tuned encoder), checked to be there."""
+    sub = getattr(config, "frontend_weights", None)
+    if not sub:
+        return None
+    weights = path / sub
+    if not (weights / "model.bin").is_file():
+        raise DataError(f"{path}: its config names tuned front-end weights in {sub}/, but "
+                        f"{weights / 'model.bin'} is missing; copy the whole model dir, or "
+                        "re-run intentd-train tune-encoder")
+    return weights
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -225,11 +241,13 @@ def load_backend(model_dir: str | Path, threads: int = 1) -> CompactBackend | HF
             model = CompactForAudioClassification.from_pretrained(path, local_files_only=True)
             labels = _labels(model.config, path)
             backend: CompactBackend | HFBackend = CompactBackend(
-                model, name, labels, threads, _temperature(model.config, path))
+                model, name, labels, threads, _temperature(model.config, path),
+                _frontend_weights(model.config, path))
             # Load the front-end now: missing weights fail at start-up, not at the first
             # utterance, and the first event does not pay the load (~0.6 s for Whisper).
             frontends.embed_many(backend.frontend, [np.zeros(frontends.SAMPLE_RATE_HZ // 4,
-                                                             dtype=np.float32)], threads)
+                                                             dtype=np.float32)], threads,
+                                 backend.frontend_weights)
         else:
             if not (path / "preprocessor_config.json").is_file():
                 raise DataError(

@@ -30,6 +30,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "trainer.fit", "add_fit_arguments", "run_fit",
         "fine-tune an audio classifier (compact or any HF audio model) on labelled audio",
     ),
+    "tune-encoder": (
+        "trainer.tune_encoder", "add_tune_arguments", "run_tune",
+        "tune a Whisper-front-end compact model's top encoder layers with its head, in noise",
+    ),
 }
 
 

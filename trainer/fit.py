@@ -309,6 +309,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         "prepare_seconds": round(prepare_s, 3),
         "window_s": spec.window_s,
         "hop_s": spec.hop_s,
+        # What re-creates the split of data without one (tune-encoder must not train on test).
+        "split": {"seed": train_args.seed, "test_fraction": data_args.test_fraction},
         "hyperparameters": hparams,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "eval_history": [

@@ -1,0 +1,161 @@
+"""Whisper's encoder in torch (trainer.whisper_torch) and its tuning (trainer.tune_encoder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from signals import speechlike
+
+from daemon import compact, frontends
+from daemon import frontend_whisper as W
+from daemon.errors import ConfigError, DataError
+from daemon.model import load_backend
+from trainer import whisper_torch as WT
+from trainer.tune_encoder import TuneOptions, _fit_split, tune
+
+SR = 16000
+
+
+def _torch_embed(enc: WT.WhisperEncoder, audio: np.ndarray) -> np.ndarray:
+    mel = W.log_mel(audio)
+    if mel.shape[1] % 2:
+        mel = np.pad(mel, ((0, 0), (0, 1)))
+    with torch.no_grad():
+        states = enc(torch.from_numpy(mel)[None])[0]
+    return WT.pool(states, states.shape[0]).numpy()
+
+
+def test_torch_encoder_matches_ctranslate2() -> None:
+    enc = WT.load_encoder(W.model_dir()).eval()
+    assert len(enc.layers) == 4 and enc.positions.shape == (1500, 384)
+    x = speechlike(2 * SR + 480, seed=3)
+    ours, theirs = _torch_embed(enc, x), W.embed(x)
+    assert ours.shape == theirs.shape == (25, 384)
+    # CTranslate2 runs int8 weights: close, not equal.
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.99
+
+
+def test_save_encoder_round_trip(tmp_path: Path) -> None:
+    enc = WT.load_encoder(W.model_dir())
+    with torch.no_grad():
+        enc.layers[3].fc2.bias += 0.25
+    WT.save_encoder(enc, W.model_dir(), tmp_path / "w")
+    stock = (W.model_dir() / "model.bin").read_bytes()
+    tuned = (tmp_path / "w" / "model.bin").read_bytes()
+    assert len(tuned) == len(stock) and tuned != stock
+    # Only the changed array differs; the decoder and every other array are byte-identical.
+    changed = [n for n, _, _, off, nb in WT._variables(stock)
+               if stock[off : off + nb] != tuned[off : off + nb]]
+    assert changed == ["encoder/layer_3/ffn/linear_1/bias"]
+    back = WT.load_encoder(tmp_path / "w")
+    torch.testing.assert_close(back.layers[3].fc2.bias, enc.layers[3].fc2.bias,
+                               atol=1e-3, rtol=1e-3)  # stored as float16
+    for f in ("config.json", "tokenizer.json"):
+        assert (tmp_path / "w" / f).read_bytes() == (W.model_dir() / f).read_bytes()
+    # CTranslate2 loads the tuned dir, and it changes the embeddings.
+    x = speechlike(SR, seed=1)
+    assert not np.allclose(W.embed(x, weights=tmp_path / "w"), W.embed(x))
+    assert frontends.version(frontends.WHISPER_TINY_EN, tmp_path / "w") != frontends.version(
+        frontends.WHISPER_TINY_EN)
+
+
+def test_read_encoder_rejects_other_files(tmp_path: Path) -> None:
+    bad = tmp_path / "model.bin"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(DataError, match=r"not a readable CTranslate2 model\.bin"):
+        WT.read_encoder(bad)
+
+
+def test_weights_only_for_whisper(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no tunable weights"):
+        frontends.embed_many(frontends.SPEECH_EMBEDDING, [speechlike(SR)], weights=tmp_path)
+    for bad in ("", "../w", "a/b"):
+        with pytest.raises(ValueError, match="frontend_weights"):
+            compact.CompactConfig(frontend=frontends.WHISPER_TINY_EN, frontend_weights=bad)
+    with pytest.raises(ValueError, match="frontend_weights"):
+        compact.CompactConfig(frontend=frontends.SPEECH_EMBEDDING, frontend_weights="whisper")
+
+
+def test_tune_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match=r"--layers must be in \[1, 4\]"):
+        TuneOptions(layers=5).validate(4)
+    with pytest.raises(ConfigError, match="--epochs must be >= 1"):
+        TuneOptions(epochs=0).validate(4)
+    with pytest.raises(ConfigError, match="--encoder-lr"):
+        TuneOptions(encoder_lr=0.0).validate(4)
+
+
+@pytest.fixture(scope="module")
+def tuned_model(compact_model: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("tuned") / "model"
+    summary = tune(compact_model, str(synth_data), out,
+                   TuneOptions(layers=1, epochs=1, variants=1, crowd_bed_s=8.0))
+    return out, summary
+
+
+def test_tune_writes_a_model_the_daemon_loads(tuned_model: tuple[Path, dict],
+                                              compact_model: Path) -> None:
+    out, summary = tuned_model
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["frontend_weights"] == "whisper" and (out / "whisper" / "model.bin").is_file()
+    assert not (out / "checkpoints").exists() and not (out / "cache").exists()
+    report = json.loads((out / "report.json").read_text())["tuned_encoder"]
+    assert report["copies_per_utterance"] == 2 and len(report["epoch_loss"]) == 1
+    # One epoch at a low rate keeps what the head knew: still well above chance (1/3).
+    assert report["test_accuracy"] == summary["test_accuracy"] >= 0.8
+    assert cfg["score_temperature"] == pytest.approx(report["calibration"]["score_temperature"],
+                                                     abs=1e-4)
+    backend = load_backend(out)
+    assert backend.frontend_weights == out / "whisper"
+    x = speechlike(2 * SR, seed=5)
+    scorer = backend.utterance_scorer()
+    scorer.push(x)
+    tuned_p = scorer.result()
+    ref = load_backend(compact_model).utterance_scorer()
+    ref.push(x)
+    assert tuned_p.shape == ref.result().shape and not np.allclose(tuned_p, ref.result())
+    # The transformers pipeline path runs the tuned encoder too.
+    from transformers import AutoFeatureExtractor
+
+    extractor = AutoFeatureExtractor.from_pretrained(out)
+    assert extractor.weights_dir == out / "whisper"
+    assert "weights_dir" not in extractor.to_dict()
+    feats = extractor([x], sampling_rate=SR, return_tensors="np")["input_values"][0]
+    np.testing.assert_allclose(feats, W.embed(x, weights=out / "whisper"), atol=1e-6)
+    # The untuned model is untouched.
+    assert json.loads((compact_model / "config.json").read_text()).get("frontend_weights") is None
+
+
+def test_tune_splits_the_data_as_fit_did(compact_model: Path, tmp_path: Path) -> None:
+    assert _fit_split(compact_model) == (0, 0.2)  # the fixture's fit seed
+    (tmp_path / "report.json").write_text(json.dumps({"utterance_accuracy": 0.9}))
+    assert _fit_split(tmp_path) == (42, 0.2)  # older reports: fit's defaults
+
+
+def test_missing_tuned_weights_is_one_clear_error(tuned_model: tuple[Path, dict],
+                                                  tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "m"
+    shutil.copytree(tuned_model[0], broken)
+    shutil.rmtree(broken / "whisper")
+    with pytest.raises(DataError, match=r"whisper/, but .*model.bin is missing"):
+        load_backend(broken)
+
+
+def test_tune_refuses_bad_targets(compact_model: Path, synth_data: Path,
+                                  tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--out must differ"):
+        tune(compact_model, str(synth_data), compact_model, TuneOptions())
+    other = tmp_path / "kws"
+    other.mkdir()
+    cfg = json.loads((compact_model / "config.json").read_text())
+    cfg["frontend"] = "speech_embedding"
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="needs a compact model on the whisper_tiny_en"):
+        tune(other, str(synth_data), tmp_path / "o", TuneOptions())
