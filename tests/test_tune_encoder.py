@@ -83,6 +83,9 @@ def test_weights_only_for_whisper(tmp_path: Path) -> None:
 def test_tune_options_are_validated() -> None:
     with pytest.raises(ConfigError, match=r"--layers must be in \[1, 4\]"):
         TuneOptions(layers=5).validate(4)
+    with pytest.raises(ConfigError, match="--layers must be in"):
+        TuneOptions(layers=0).validate()
+    TuneOptions(layers=6).validate()  # a deeper encoder (INTENTD_WHISPER_DIR) may allow it
     with pytest.raises(ConfigError, match="--epochs must be >= 1"):
         TuneOptions(epochs=0).validate(4)
     with pytest.raises(ConfigError, match="--encoder-lr"):
@@ -146,6 +149,21 @@ def test_missing_tuned_weights_is_one_clear_error(tuned_model: tuple[Path, dict]
     shutil.rmtree(broken / "whisper")
     with pytest.raises(DataError, match=r"whisper/, but .*model.bin is missing"):
         load_backend(broken)
+
+
+def test_tune_cli_errors_are_one_line(compact_model: Path, synth_data: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.cli import main
+
+    base = ["tune-encoder", "--model", str(compact_model), "--data", str(synth_data)]
+    assert main([*base, "--out", str(tmp_path / "o"), "--epochs", "0"]) == 2
+    assert main([*base[:2], str(tmp_path / "none"), *base[3:], "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["intentd-train: error: --epochs must be >= 1, got 0",
+                   f"intentd-train: error: {tmp_path / 'none'}: no config.json; pass a model "
+                   "dir from intentd-train fit"]
+    assert not (tmp_path / "o").exists()
 
 
 def test_tune_refuses_bad_targets(compact_model: Path, synth_data: Path,

@@ -54,10 +54,12 @@ class TuneOptions:
     # One long crowd bed per kind, cropped per copy: generating crowd noise per clip is slow.
     crowd_bed_s: float = 240.0
 
-    def validate(self, n_layers: int) -> None:
-        if not 1 <= self.layers <= n_layers:
-            raise ConfigError(f"--layers must be in [1, {n_layers}] (the encoder has "
-                              f"{n_layers}), got {self.layers}")
+    def validate(self, n_layers: int | None = None) -> None:
+        """Every option; the layer count only against ``n_layers`` (known once the encoder
+        is loaded)."""
+        if self.layers < 1 or (n_layers is not None and self.layers > n_layers):
+            raise ConfigError(f"--layers must be in [1, {n_layers or 'the encoder depth'}] "
+                              f"(the encoder has {n_layers or '?'}), got {self.layers}")
         for name in ("epochs", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got "
@@ -159,6 +161,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     """Tune ``model_dir``'s encoder and head on ``data``'s train split; write ``out``."""
     from trainer.data import load_audio, load_data
 
+    opts.validate()
     _check_out(model_dir, out)
     cfg_path = model_dir / "config.json"
     try:
@@ -171,7 +174,11 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
                           f"{cfg.get('frontend', 'speech_embedding')!r}")
     seed, fraction = _fit_split(model_dir)
     dataset = load_data(data, seed=seed, test_fraction=fraction)
-    model_labels = [cfg["id2label"][str(i)] for i in range(len(cfg["id2label"]))]
+    id2label = cfg.get("id2label") or {}
+    try:
+        model_labels = [id2label[str(i)] for i in range(len(id2label))]
+    except KeyError as err:
+        raise DataError(f"{cfg_path}: id2label must name every class id 0..n-1") from err
     if sorted(model_labels) != sorted(dataset.labels):
         raise ConfigError(f"{data}: its labels {sorted(dataset.labels)} differ from the "
                           f"model's {sorted(model_labels)}; tune on the data it was fit on")
@@ -315,6 +322,19 @@ def _update_report(out: Path, summary: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+# TuneOptions fields set from the command line: (field, type, help).
+_CLI_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("layers", int, "top encoder layers to tune (of 4)"),
+    ("epochs", int, "passes over the copies"),
+    ("variants", int, "noisy copies per utterance"),
+    ("encoder_lr", float, "learning rate of the encoder layers"),
+    ("head_lr", float, "learning rate of the head"),
+    ("batch_size", int, "utterances per step"),
+    ("seed", int, "seed"),
+    ("threads", int, "torch CPU threads"),
+)
+
+
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     d = TuneOptions()
     parser.add_argument("--model", required=True, type=Path, metavar="DIR",
@@ -323,27 +343,13 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the data it was fit on (its train split is used)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="new model dir: the model, its tuned encoder in whisper/")
-    parser.add_argument("--layers", type=int, default=d.layers,
-                        help="top encoder layers to tune (default %(default)s of 4)")
-    parser.add_argument("--epochs", type=int, default=d.epochs,
-                        help="passes over the copies (default %(default)s)")
-    parser.add_argument("--variants", type=int, default=d.variants,
-                        help="noisy copies per utterance (default %(default)s)")
-    parser.add_argument("--encoder-lr", type=float, default=d.encoder_lr,
-                        help="learning rate of the encoder layers (default %(default)s)")
-    parser.add_argument("--head-lr", type=float, default=d.head_lr,
-                        help="learning rate of the head (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help="utterances per step (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=d.threads,
-                        help="torch CPU threads (default %(default)s)")
+    for name, kind, text in _CLI_OPTIONS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(d, name),
+                            help=f"{text} (default %(default)s)")
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    opts = TuneOptions(layers=args.layers, epochs=args.epochs, variants=args.variants,
-                       encoder_lr=args.encoder_lr, head_lr=args.head_lr,
-                       batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+    opts = TuneOptions(**{name: getattr(args, name) for name, _, _ in _CLI_OPTIONS})
     if not (args.model / "config.json").is_file():
         raise DataError(f"{args.model}: no config.json; pass a model dir from intentd-train fit")
     summary = tune(args.model, args.data, args.out, opts)
