@@ -107,6 +107,7 @@ def test_tune_writes_a_model_the_daemon_loads(tuned_model: tuple[Path, dict],
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["frontend_weights"] == "whisper" and (out / "whisper" / "model.bin").is_file()
     assert not (out / "checkpoints").exists() and not (out / "cache").exists()
+    assert not (out.parent / f".{out.name}.partial").exists()  # built aside, then renamed
     report = json.loads((out / "report.json").read_text())["tuned_encoder"]
     assert report["copies_per_utterance"] == 2 and len(report["epoch_loss"]) == 1
     # One epoch at a low rate keeps what the head knew: still well above chance (1/3).

@@ -152,9 +152,15 @@ def _check_out(src: Path, dst: Path) -> None:
         raise DataError(f"{dst}: already exists; choose another --out or remove it")
 
 
-def _copy_model(src: Path, dst: Path) -> None:
+def _copy_model(src: Path, dst: Path) -> Path:
+    """A copy of ``src`` beside ``dst``, renamed to ``dst`` once complete: an interrupted run
+    never leaves a model dir whose head and encoder do not belong together."""
     _check_out(src, dst)  # again: the tuning took minutes
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "cache"))
+    partial = dst.parent / f".{dst.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    shutil.copytree(src, partial, ignore=shutil.ignore_patterns("checkpoints", "cache"))
+    return partial
 
 
 def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, Any]:
@@ -248,7 +254,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     train_s = time.monotonic() - t1
     del cached
 
-    _copy_model(model_dir, out)
+    final, out = out, _copy_model(model_dir, out)
     save_encoder(enc, src_weights, out / WEIGHTS_SUBDIR)
     head.config.frontend_weights = WEIGHTS_SUBDIR
     head.eval()
@@ -263,6 +269,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     extractor.frontend_weights = WEIGHTS_SUBDIR
     extractor.save_pretrained(str(out))
     _update_report(out, summary)
+    out.rename(final)
     return summary
 
 
