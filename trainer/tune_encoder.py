@@ -261,24 +261,25 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     summary = {"options": asdict(opts), "train_utterances": len(dataset.train),
                "copies_per_utterance": 1 + opts.variants, "epoch_loss": losses,
                "prepare_s": round(prepare_s, 1), "train_s": round(train_s, 1)}
-    summary.update(_held_out(head, out, dataset, model_labels))
-    head.save_pretrained(str(out))
     from transformers import AutoFeatureExtractor
 
     extractor = AutoFeatureExtractor.from_pretrained(model_dir, local_files_only=True)
     extractor.frontend_weights = WEIGHTS_SUBDIR
+    extractor.weights_dir = out / WEIGHTS_SUBDIR
+    summary.update(_held_out(head, extractor, dataset, model_labels))
+    head.save_pretrained(str(out))
     extractor.save_pretrained(str(out))
     _update_report(out, summary)
     out.rename(final)
     return summary
 
 
-def _held_out(head: Any, out: Path, dataset: Any, labels: list[str]) -> dict[str, Any]:
-    """Held-out accuracy through the daemon's CTranslate2 path with the tuned weights, and
-    the score temperature re-fitted on it (sets ``head.config.score_temperature``)."""
+def _held_out(head: Any, extractor: Any, dataset: Any, labels: list[str]) -> dict[str, Any]:
+    """Held-out accuracy through the daemon's CTranslate2 path with the tuned weights (the
+    model's own feature extractor), and the score temperature re-fitted on it (sets
+    ``head.config.score_temperature``)."""
     import torch
 
-    from daemon import frontends
     from trainer.calibrate import fit_temperature
     from trainer.data import load_audio
 
@@ -290,19 +291,10 @@ def _held_out(head: Any, out: Path, dataset: Any, labels: list[str]) -> dict[str
             continue
         logits = []
         for i in range(0, len(examples), 32):
-            chunk = examples[i : i + 32]
-            embs = frontends.embed_many(frontends.WHISPER_TINY_EN,
-                                        [load_audio(ex, 16000) for ex in chunk],
-                                        weights=out / WEIGHTS_SUBDIR)
-            t = max(e.shape[0] for e in embs)
-            x = np.zeros((len(embs), t, embs[0].shape[1]), dtype=np.float32)
-            mask = np.zeros((len(embs), t), dtype=np.int64)
-            for j, e in enumerate(embs):
-                x[j, : e.shape[0]] = e
-                mask[j, : e.shape[0]] = 1
+            batch = extractor([load_audio(ex, 16000) for ex in examples[i : i + 32]],
+                              sampling_rate=16000, return_tensors="pt")
             with torch.inference_mode():
-                logits.append(head(input_values=torch.from_numpy(x),
-                                   attention_mask=torch.from_numpy(mask)).logits.numpy())
+                logits.append(head(**batch).logits.numpy())
         z = np.concatenate(logits)
         y = np.array([label_id[ex.label] for ex in examples])
         result[f"{name}_accuracy"] = round(float(np.mean(z.argmax(axis=1) == y)), 4)
