@@ -112,12 +112,16 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     return ((logspec + 4.0) / 4.0).astype(np.float32)
 
 
+def even_frames(mel: np.ndarray) -> np.ndarray:
+    """``mel`` padded with one zero frame if its frame count is odd: the encoder's stride-2
+    stem halves the count (the torch encoder of ``intentd-train tune-encoder`` pads alike)."""
+    return np.pad(mel, ((0, 0), (0, mel.shape[1] % 2))).astype(np.float32, copy=False)
+
+
 def _encode(mel: np.ndarray, threads: int, weights: Path | None = None) -> np.ndarray:
     import ctranslate2
 
-    n = mel.shape[1] + (mel.shape[1] % 2)  # the encoder halves the frame count
-    x = np.zeros((1, N_MELS, n), dtype=np.float32)
-    x[0, :, : mel.shape[1]] = mel
+    x = np.ascontiguousarray(even_frames(mel)[None])
     model = _model(threads, weights_dir(weights))
     out = model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True)
     return np.asarray(out, dtype=np.float32)[0]

@@ -15,15 +15,13 @@ from daemon import frontend_whisper as W
 from daemon.errors import ConfigError, DataError
 from daemon.model import load_backend
 from trainer import whisper_torch as WT
-from trainer.tune_encoder import TuneOptions, _fit_split, tune
+from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, tune
 
 SR = 16000
 
 
 def _torch_embed(enc: WT.WhisperEncoder, audio: np.ndarray) -> np.ndarray:
-    mel = W.log_mel(audio)
-    if mel.shape[1] % 2:
-        mel = np.pad(mel, ((0, 0), (0, 1)))
+    mel = W.even_frames(W.log_mel(audio))
     with torch.no_grad():
         states = enc(torch.from_numpy(mel)[None])[0]
     return WT.pool(states, states.shape[0]).numpy()
@@ -37,6 +35,26 @@ def test_torch_encoder_matches_ctranslate2() -> None:
     assert ours.shape == theirs.shape == (25, 384)
     # CTranslate2 runs int8 weights: close, not equal.
     assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize(("first", "stem"), [(2, False), (0, True)])
+def test_batched_tuning_pass_matches_one_clip_alone(first: int, stem: bool) -> None:
+    """Padding a batch changes nothing for its clips: what each one gets equals what it gets
+    alone, as the daemon encodes it (with the stem tuned too, its conv padding included)."""
+    enc = WT.load_encoder(W.model_dir()).eval()
+    split = WT.SplitEncoder(enc, first, stem=stem)
+    clips = [speechlike(n, seed=i) for i, n in enumerate((SR + 320, 2 * SR + 960, SR // 2))]
+    cached = [split.lower(c) for c in clips]
+    with torch.no_grad():
+        together, mask = split.upper(cached)
+        for i, c in enumerate(cached):
+            alone, _ = split.upper([c])
+            n = int(mask[i].sum())
+            assert n == alone.shape[1]
+            np.testing.assert_allclose(together[i, :n].numpy(), alone[0].numpy(), atol=2e-3)
+            # and the torch pass is the encoder's own (all layers from the stem):
+            np.testing.assert_allclose(alone[0].numpy(), _torch_embed(enc, clips[i]),
+                                       atol=3e-2)
 
 
 def test_save_encoder_round_trip(tmp_path: Path) -> None:
@@ -90,6 +108,28 @@ def test_tune_options_are_validated() -> None:
         TuneOptions(epochs=0).validate(4)
     with pytest.raises(ConfigError, match="--encoder-lr"):
         TuneOptions(encoder_lr=0.0).validate(4)
+    with pytest.raises(ConfigError, match="--tune-stem needs every layer tuned"):
+        TuneOptions(tune_stem=True, layers=3).validate(4)
+    TuneOptions(tune_stem=True, layers=4).validate(4)
+    with pytest.raises(ConfigError, match=r"--context-s must be in \[0, 5\]"):
+        TuneOptions(context_s=-0.1).validate(4)
+
+
+def test_noisy_copies_carry_noise_beyond_the_words() -> None:
+    """A noisy copy is the utterance padded by 0..context_s per side (drawn per copy), with
+    noise over all of it; context_s 0 keeps its length."""
+    audio = speechlike(SR, seed=3).astype(np.float32)
+    beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
+            for k in ("babble", "cafe")}
+    lengths = []
+    for seed in range(20):
+        copy = _noisy_copy(audio, np.random.default_rng(seed), beds, TuneOptions(context_s=0.5))
+        assert audio.size <= copy.size <= audio.size + SR
+        lengths.append(copy.size)
+        assert np.max(np.abs(copy)) <= 0.98 + 1e-6
+    assert len(set(lengths)) > 10  # the context is drawn per copy
+    same = _noisy_copy(audio, np.random.default_rng(0), beds, TuneOptions(context_s=0.0))
+    assert same.size == audio.size
 
 
 @pytest.fixture(scope="module")

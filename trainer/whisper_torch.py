@@ -5,6 +5,7 @@ layers (``trainer.tune_encoder``) needs it in torch. Both directions go through 
 ``model.bin`` format itself (``ctranslate2/specs/model_spec.py``: a version, a spec name and
 revision, then named arrays and aliases), so a tuned encoder is written as a complete
 CTranslate2 Whisper model dir (decoder untouched) that the daemon loads like the stock one.
+:class:`SplitEncoder` cuts it where tuning starts, so the frozen part runs once per clip.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ class WhisperEncoder(nn.Module):
         self.ln = nn.LayerNorm(d_model)
 
     def stem(self, mel: torch.Tensor) -> torch.Tensor:
-        """``[B, n_mels, 2T]`` log-mel -> ``[B, T, d]`` (convolutions + positions)."""
+        """``[B, n_mels, 2T]`` log-mel -> ``[B, T, d]`` (convolutions + positions). State
+        ``j`` sees mel frames ``2j-2 .. 2j+2`` only, so zero padding after an even number
+        of frames leaves a clip's states as they are when it is encoded alone."""
         x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
         return x + self.positions[: x.shape[1]]
 
@@ -197,3 +200,50 @@ def pool(states: torch.Tensor, n_states: int) -> torch.Tensor:
     if t == 0:
         return states[:n_states].mean(dim=0, keepdim=True)
     return states[: t * POOL_FRAMES].reshape(t, POOL_FRAMES, states.shape[-1]).mean(dim=1)
+
+
+class SplitEncoder:
+    """The torch encoder split where tuning starts: frozen ``lower`` (cached), tuned ``upper``.
+
+    With ``stem`` the cache holds the log-mel (``[2T, n_mels]``), otherwise the states that
+    enter layer ``first_tuned`` (``[T, d]``); either way ``shape[0]`` orders by length."""
+
+    def __init__(self, enc: WhisperEncoder, first_tuned: int, stem: bool = False) -> None:
+        self.enc = enc
+        self.first = first_tuned
+        self.stem = stem
+
+    def lower(self, audio: np.ndarray) -> torch.Tensor:
+        from daemon.frontend_whisper import even_frames, log_mel
+
+        mel = torch.from_numpy(even_frames(log_mel(audio)))
+        if self.stem:
+            return mel.T.contiguous().to(torch.float16)
+        with torch.no_grad():
+            x = self.enc.stem(mel[None])
+            for layer in self.enc.layers[: self.first]:
+                x = layer(x)
+        return x[0].to(torch.float16)
+
+    def upper(self, cached: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached inputs -> pooled 80 ms embeddings ``[B, T, d]`` and their mask."""
+        b, longest = len(cached), max(c.shape[0] for c in cached)
+        padded = torch.zeros(b, longest, cached[0].shape[1])
+        for i, c in enumerate(cached):
+            padded[i, : c.shape[0]] = c.float()
+        if self.stem:
+            x = self.enc.stem(padded.transpose(1, 2))
+            lengths = [c.shape[0] // 2 for c in cached]
+        else:
+            x, lengths = padded, [c.shape[0] for c in cached]
+        keys = torch.arange(x.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+        x = self.enc.run_layers(x, self.first, keys)
+        d = x.shape[-1]
+        pooled = [pool(x[i], n) for i, n in enumerate(lengths)]
+        t = max(p.shape[0] for p in pooled)
+        out = torch.zeros(b, t, d)
+        mask = torch.zeros(b, t, dtype=torch.long)
+        for i, p in enumerate(pooled):
+            out[i, : p.shape[0]] = p
+            mask[i, : p.shape[0]] = 1
+        return out, mask
