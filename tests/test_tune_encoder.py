@@ -175,6 +175,21 @@ def test_tune_writes_a_model_the_daemon_loads(tuned_model: tuple[Path, dict],
     assert json.loads((compact_model / "config.json").read_text()).get("frontend_weights") is None
 
 
+def test_tune_stem_trains_the_convolutions(compact_model: Path, synth_data: Path,
+                                           tmp_path: Path) -> None:
+    """With --tune-stem the written encoder's convolutions move along with its layers (the
+    cache holds log-mel) and the daemon scores with the result."""
+    out = tmp_path / "model"
+    tune(compact_model, str(synth_data), out,
+         TuneOptions(layers=4, tune_stem=True, epochs=1, variants=0, encoder_lr=1e-3))
+    stock, tuned = (WT.read_encoder(d / "model.bin") for d in (W.model_dir(), out / "whisper"))
+    for name in ("conv1/weight", "conv2/weight", "layer_0/ffn/linear_0/weight"):
+        assert not np.array_equal(stock[name], tuned[name]), name
+    scorer = load_backend(out).utterance_scorer()
+    scorer.push(speechlike(SR, seed=2))
+    assert scorer.result().sum() == pytest.approx(1.0, abs=1e-4)
+
+
 def test_tune_splits_the_data_as_fit_did(compact_model: Path, tmp_path: Path) -> None:
     assert _fit_split(compact_model) == (0, 0.2)  # the fixture's fit seed
     (tmp_path / "report.json").write_text(json.dumps({"utterance_accuracy": 0.9}))
