@@ -9,8 +9,9 @@ steady noise at 3-20 dB; SNR as the Rhino benchmark measures it, by maximum fram
 so the encoder learns to keep the foreground voice's words. Each noisy copy carries up to
 ``context_s`` of noise before and after the words, as segments cut from a noisy stream do.
 
-The frozen lower layers run once per copy and are cached (float16; ~1.6 GB for the demo's
-4,800 utterances with 2 variants), so an epoch costs only the top layers. The tuned encoder
+The frozen part (stem and lower layers) runs once per copy and is cached (float16; the
+process holds ~5 GB for the demo's 4,800 utterances with 2 variants), so an epoch costs
+only the top layers. The tuned encoder
 is written as a complete CTranslate2 Whisper dir (``whisper/`` in the output model dir,
 named by the config's ``frontend_weights``); the daemon and ``intentd-eval`` load it in place
 of the stock weights, with no change in speed. Held-out accuracy is re-measured through that
@@ -304,7 +305,7 @@ _CLI_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("head_lr", float, "learning rate of the head"),
     ("batch_size", int, "utterances per step"),
     ("context_s", float, "most seconds of noise a noisy copy gets before and after its words"),
-    ("tune_stem", bool, "train the convolutional stem too (needs --layers of every layer)"),
+    ("tune_stem", bool, "train the conv stem too (--layers must then be the encoder's depth)"),
     ("seed", int, "seed"),
     ("threads", int, "torch CPU threads"),
 )
