@@ -23,13 +23,18 @@ def confusion_matrix(
     return cm.tolist()
 
 
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """``report`` as indented JSON, written aside and renamed: never a half-written file."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
     """Write ``report.json`` (and the confusion matrix plot, when one is in the report)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)  # never leave a half-written report behind
+    write_json(path, report)
     if report.get("confusion_matrix") and report.get("labels"):
         plot_confusion_matrix(
             report["confusion_matrix"], report["labels"], out_dir / "confusion_matrix.png",

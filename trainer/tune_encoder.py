@@ -11,11 +11,11 @@ so the encoder learns to keep the foreground voice's words. Each noisy copy carr
 
 The frozen part (stem and lower layers) runs once per copy and is cached (float16; the
 process holds ~5 GB for the demo's 4,800 utterances with 2 variants), so an epoch costs
-only the top layers. The tuned encoder
-is written as a complete CTranslate2 Whisper dir (``whisper/`` in the output model dir,
-named by the config's ``frontend_weights``); the daemon and ``intentd-eval`` load it in place
-of the stock weights, with no change in speed. Held-out accuracy is re-measured through that
-CTranslate2 path and the score temperature re-fitted on it.
+only the top layers. The tuned encoder is written as a complete CTranslate2 Whisper dir
+(``whisper/`` in the output model dir, named by the config's ``frontend_weights``); the
+daemon and ``intentd-eval`` load it in place of the stock weights, with no change in speed.
+Held-out accuracy is re-measured through that CTranslate2 path and the score temperature
+re-fitted on it.
 """
 
 from __future__ import annotations
@@ -285,15 +285,15 @@ def _held_out(head: Any, extractor: Any, dataset: Any, labels: list[str]) -> dic
 
 
 def _update_report(out: Path, summary: dict[str, Any]) -> None:
+    from trainer.report import write_json
+
     path = out / "report.json"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         report = {}
     report["tuned_encoder"] = summary
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, report)  # not write_report: the confusion plot is fit's, left as it is
 
 
 # TuneOptions fields set from the command line: (field, type, help).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on servers and CI
 
 import matplotlib.pyplot as plt
+
+from trainer.report import write_json
 
 SNR_PLOT = "accuracy_vs_snr.png"
 SWEEP_PLOT = "threshold_sweep.png"
@@ -119,9 +120,7 @@ def plot_sweep(r: dict[str, Any], path: Path) -> None:
 
 def write(report: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out_dir / "report.json")
+    write_json(out_dir / "report.json", report)
     (out_dir / "report.md").write_text(markdown(report), encoding="utf-8")
     plot_snr(report, out_dir / SNR_PLOT)
     plot_sweep(report, out_dir / SWEEP_PLOT)
