@@ -15,7 +15,7 @@ from daemon import frontend_whisper as W
 from daemon.errors import ConfigError, DataError
 from daemon.model import load_backend
 from trainer import whisper_torch as WT
-from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, tune
+from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, _with_pause, tune
 
 SR = 16000
 
@@ -123,13 +123,48 @@ def test_noisy_copies_carry_noise_beyond_the_words() -> None:
             for k in ("babble", "cafe")}
     lengths = []
     for seed in range(20):
-        copy = _noisy_copy(audio, np.random.default_rng(seed), beds, TuneOptions(context_s=0.5))
+        copy = _noisy_copy(audio, np.random.default_rng(seed), beds,
+                           TuneOptions(context_s=0.5, pause_prob=0.0))
         assert audio.size <= copy.size <= audio.size + SR
         lengths.append(copy.size)
         assert np.max(np.abs(copy)) <= 0.98 + 1e-6
     assert len(set(lengths)) > 10  # the context is drawn per copy
-    same = _noisy_copy(audio, np.random.default_rng(0), beds, TuneOptions(context_s=0.0))
+    same = _noisy_copy(audio, np.random.default_rng(0), beds,
+                       TuneOptions(context_s=0.0, pause_prob=0.0))
     assert same.size == audio.size
+
+
+def test_noisy_copies_get_mid_command_pauses() -> None:
+    """With pause_prob 1 every copy is 0.3-1.2 s longer (the pause, then filled by noise);
+    with 0 none is."""
+    audio = speechlike(SR, seed=4).astype(np.float32)
+    beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
+            for k in ("babble", "cafe")}
+    grown = [_noisy_copy(audio, np.random.default_rng(s), beds,
+                         TuneOptions(context_s=0.0, pause_prob=1.0)).size - audio.size
+             for s in range(10)]
+    assert all(0.3 * SR <= g <= 1.2 * SR for g in grown)
+    assert len(set(grown)) == 10
+    assert all(_noisy_copy(audio, np.random.default_rng(s), beds,
+                           TuneOptions(context_s=0.0, pause_prob=0.0)).size == audio.size
+               for s in range(10))
+    with pytest.raises(ConfigError, match=r"--pause-prob must be in \[0, 1\]"):
+        TuneOptions(pause_prob=1.5).validate(4)
+
+
+def test_pause_goes_into_the_quietest_point_of_the_words() -> None:
+    """Silence around the words is ignored: the pause splits the audible part at the
+    quietest 20 ms frame of its middle third, as intentd-eval places its pauses."""
+    rng = np.random.default_rng(0)
+    words = rng.normal(0, 0.2, 30 * 320).astype(np.float32)  # 30 frames of 20 ms
+    words[14 * 320 : 15 * 320] *= 0.01  # frame 14: inside the middle third (10..19)
+    audio = np.concatenate([np.zeros(SR, np.float32), words, np.zeros(SR, np.float32)])
+    out = _with_pause(audio, 4000)
+    at = SR + 14 * 320 + 160
+    assert out.size == audio.size + 4000
+    np.testing.assert_array_equal(out[:at], audio[:at])
+    assert not out[at : at + 4000].any()
+    np.testing.assert_array_equal(out[at + 4000 :], audio[at:])
 
 
 @pytest.fixture(scope="module")
