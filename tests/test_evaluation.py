@@ -118,6 +118,21 @@ def test_metrics_apply_threshold_after_matching() -> None:
     assert M.false_accepts([*events, rejected], 0.5, 0.0)["false_accepts"] == 3
 
 
+def test_sweep_gives_accuracy_in_every_condition() -> None:
+    """Each threshold row carries every condition's accuracy at that threshold: a right
+    answer scoring 0.4 counts below 0.45 only."""
+    spans = [Span(1.0, 2.0, "a"), Span(4.0, 5.0, "b")]
+    quiet = [M.StreamResult(spans, [_ev(1.0, 2.0, "a", 0.9), _ev(4.0, 5.0, "b", 0.8)])]
+    noisy = [M.StreamResult(spans, [_ev(1.0, 2.0, "a", 0.4), _ev(4.0, 5.0, "a", 0.7)])]
+    rows = M.sweep(quiet, ["a", "b"], {}, thresholds=(0.0, 0.4, 0.45, 0.85),
+                   conditions={"clean": quiet, "6": noisy})
+    assert [r["accuracy_by_condition"] for r in rows] == [
+        {"clean": 1.0, "6": 0.5}, {"clean": 1.0, "6": 0.5}, {"clean": 1.0, "6": 0.0},
+        {"clean": 0.5, "6": 0.0}]
+    assert [r["accuracy"] for r in rows] == [1.0, 1.0, 1.0, 0.5]
+    assert "accuracy_by_condition" not in M.sweep(quiet, ["a", "b"], {}, thresholds=(0.5,))[0]
+
+
 def test_parse_conditions() -> None:
     assert parse_conditions("clean, 24,9.0,clean") == ("clean", "24", "9")
 
@@ -158,9 +173,13 @@ def test_end_to_end_small_evaluation(compact_model: Path, synth_data: Path,
     assert set(r["false_accepts"]) == {"noise", "silence"}
     assert r["false_accepts"]["silence"]["hours"] == pytest.approx(0.034, abs=1e-3)
     assert [row["threshold"] for row in r["threshold_sweep"]] == list(M.THRESHOLDS)
+    zero = r["threshold_sweep"][0]
+    assert set(zero["accuracy_by_condition"]) == {"clean", "12"}
+    assert zero["accuracy_by_condition"]["clean"] == zero["accuracy"]
     assert r["latency_ms"]["p50_ms"] is not None
     md = (out / "report.md").read_text()
     assert "## Accuracy by SNR" in md and "| clean |" in md and "| 12 |" in md
+    assert "acc. 12" in md
     for png in ("accuracy_vs_snr.png", "threshold_sweep.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -140,13 +140,20 @@ def latency(results: Sequence[StreamResult]) -> dict[str, Any]:
 
 def sweep(results: Sequence[StreamResult], labels: Sequence[str],
           fa_streams: dict[str, tuple[list[Event], float]],
-          thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, Any]]:
-    """One row per threshold: accuracy, macro-F1 and FA/h of every false-accept stream."""
+          thresholds: Sequence[float] = THRESHOLDS,
+          conditions: dict[str, Sequence[StreamResult]] | None = None
+          ) -> list[dict[str, Any]]:
+    """One row per threshold: accuracy and macro-F1 of ``results``, accuracy in each of
+    ``conditions`` (the best threshold in noise is lower than in quiet) and FA/h of every
+    false-accept stream."""
     rows = []
     for t in thresholds:
         m = utterance_metrics(results, labels, t)
         row: dict[str, Any] = {"threshold": t, "accuracy": m["accuracy"],
                                "macro_f1": m["macro_f1"]}
+        if conditions:
+            row["accuracy_by_condition"] = {
+                c: utterance_metrics(res, labels, t)["accuracy"] for c, res in conditions.items()}
         for name, (events, hours) in fa_streams.items():
             row[f"fa_per_hour_{name}"] = false_accepts(events, hours, t)["per_hour"]
         rows.append(row)

@@ -65,11 +65,18 @@ def markdown(r: dict[str, Any]) -> str:
               *_table(["events", "p50 ms", "p95 ms", "max ms"],
                       [[lat["events"], lat["p50_ms"], lat["p95_ms"], lat["max_ms"]]]),
               "## Threshold sweep", ""]
-    fa_cols = [k for k in r["threshold_sweep"][0] if k.startswith("fa_per_hour_")]
-    lines += _table(["threshold", "accuracy", "macro-F1", *[c.replace("fa_per_hour_", "FA/h ")
-                                                            for c in fa_cols]],
+    sweep = r["threshold_sweep"]
+    fa_cols = [k for k in sweep[0] if k.startswith("fa_per_hour_")]
+    conds = [c for c in sweep[0].get("accuracy_by_condition", {})
+             if c != s["headline_condition"]]
+    if conds:
+        lines += ["Accuracy in the other conditions: in noise more of the right answers score "
+                  "low, so a lower threshold can pay there.", ""]
+    lines += _table(["threshold", "accuracy", "macro-F1", *[f"acc. {c}" for c in conds],
+                     *[c.replace("fa_per_hour_", "FA/h ") for c in fa_cols]],
                     [[row["threshold"], row["accuracy"], row["macro_f1"],
-                      *[row[c] for c in fa_cols]] for row in r["threshold_sweep"]])
+                      *[row["accuracy_by_condition"][c] for c in conds],
+                      *[row[c] for c in fa_cols]] for row in sweep])
     cm = r["confusion_matrix"]
     lines += ["## Confusion matrix (rows: truth)", "",
               *_table(["truth", *cm["columns"]],
@@ -100,6 +107,11 @@ def plot_sweep(r: dict[str, Any], path: Path) -> None:
     t = [row["threshold"] for row in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(t, [row["accuracy"] or 0.0 for row in rows], "o-", label="accuracy")
+    headline = r["settings"]["headline_condition"]
+    for c in rows[0].get("accuracy_by_condition", {}):
+        if c != headline:
+            ax.plot(t, [row["accuracy_by_condition"][c] or 0.0 for row in rows], "-",
+                    linewidth=1, alpha=0.7, label=f"accuracy {c}" + (" dB" if c.isdigit() else ""))
     ax.set_xlabel("threshold")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)

@@ -147,7 +147,7 @@ def evaluate(cfg: Config, backend: ModelBackend, streams: Sequence[Stream],
         "by_snr": by_snr,
         "false_accepts": {k: {"hours": round(h, 4), **M.false_accepts(ev, h, threshold)}
                           for k, (ev, h) in fa.items()},
-        "threshold_sweep": M.sweep(head, labels, fa),
+        "threshold_sweep": M.sweep(head, labels, fa, conditions=by_cond),
         "timing": {"wall_s": round(wall, 1), "audio_s": round(audio_s, 1),
                    "x_realtime": round(audio_s / wall, 1) if wall > 0 else None},
     }
