@@ -11,13 +11,13 @@ so the encoder learns to keep the foreground voice's words. Each noisy copy carr
 and ``pause_prob`` of them a mid-command pause (0.3-1.2 s) that the noise fills: in noise
 the segmenter cannot see the silence to shorten it, so the classifier hears it whole.
 
-The frozen part (stem and lower layers) runs once per copy and is cached (float16; the
-process holds ~5 GB for the demo's 4,800 utterances with 2 variants), so an epoch costs
-only the top layers. The tuned encoder is written as a complete CTranslate2 Whisper dir
-(``whisper/`` in the output model dir, named by the config's ``frontend_weights``); the
-daemon and ``intentd-eval`` load it in place of the stock weights, with no change in speed.
-Held-out accuracy is re-measured through that CTranslate2 path and the score temperature
-re-fitted on it.
+The frozen part (the stem, and the layers below the tuned ones) runs once per copy and is
+cached (float16: 2.7 GB for the demo's 4,800 utterances with 3 variants; the process
+~6 GB), so an epoch costs only the tuned layers. The tuned encoder is written as a complete
+CTranslate2 Whisper dir (``whisper/`` in the output model dir, named by the config's
+``frontend_weights``); the daemon and ``intentd-eval`` load it in place of the stock
+weights, with no change in speed. Held-out accuracy is re-measured through that CTranslate2
+path and the score temperature re-fitted on it.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ _CROWD = ("babble", "cafe")
 
 @dataclass(frozen=True)
 class TuneOptions:
-    layers: int = 3
+    layers: int = 4
     epochs: int = 2
-    variants: int = 2
+    variants: int = 3
     encoder_lr: float = 2e-5
     head_lr: float = 1e-4
     batch_size: int = 16
@@ -327,7 +327,7 @@ _CLI_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("batch_size", int, "utterances per step"),
     ("context_s", float, "most seconds of noise a noisy copy gets before and after its words"),
     ("pause_prob", float, "share of noisy copies given a mid-command pause (0.3-1.2 s)"),
-    ("tune_stem", bool, "train the conv stem too (--layers must then be the encoder's depth)"),
+    ("tune_stem", bool, "train the conv stem too (needs every layer tuned, the default)"),
     ("seed", int, "seed"),
     ("threads", int, "torch CPU threads"),
 )

@@ -106,8 +106,9 @@ def plot_sweep(r: dict[str, Any], path: Path) -> None:
     rows = r["threshold_sweep"]
     t = [row["threshold"] for row in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(t, [row["accuracy"] or 0.0 for row in rows], "o-", label="accuracy")
     headline = r["settings"]["headline_condition"]
+    ax.plot(t, [row["accuracy"] or 0.0 for row in rows], "o-",
+            label=f"accuracy {headline}" + (" dB" if headline.isdigit() else ""))
     for c in rows[0].get("accuracy_by_condition", {}):
         if c != headline:
             ax.plot(t, [row["accuracy_by_condition"][c] or 0.0 for row in rows], "-",
