@@ -15,7 +15,13 @@ from trainer.evaluation import metrics as M
 from trainer.evaluation.channel import mulaw_encode_g711, to_phone
 from trainer.evaluation.cli import main, parse_conditions
 from trainer.evaluation.snr import frame_energies, max_frame_energy, mix_max_energy, noise_gain
-from trainer.evaluation.streams import StreamOptions, Utterance, build_stream, pause_point
+from trainer.evaluation.streams import (
+    StreamOptions,
+    Utterance,
+    build_stream,
+    pause_point,
+    with_pause,
+)
 
 
 def test_frame_energies_are_sums_over_20ms_frames() -> None:
@@ -81,6 +87,21 @@ def test_pause_point_is_quietest_frame_of_the_middle_third() -> None:
     x[320 * 14: 320 * 15] = 0.01  # a quiet frame at 14 of 30 (middle third is 10..19)
     x[320 * 2: 320 * 3] = 0.0  # quieter, but outside the middle third
     assert pause_point(x) == 320 * 14 + 160
+
+
+def test_pause_goes_into_the_quietest_point_of_the_words() -> None:
+    """Silence around the words is ignored (training clips have it; tune-encoder pauses
+    them too): the pause splits the audible part at its pause_point."""
+    rng = np.random.default_rng(0)
+    words = rng.normal(0, 0.2, 30 * 320).astype(np.float32)  # 30 frames of 20 ms
+    words[14 * 320 : 15 * 320] *= 0.01  # frame 14: inside the middle third (10..19)
+    audio = np.concatenate([np.zeros(16000, np.float32), words, np.zeros(16000, np.float32)])
+    out = with_pause(audio, 4000)
+    at = 16000 + 14 * 320 + 160
+    assert out.size == audio.size + 4000
+    np.testing.assert_array_equal(out[:at], audio[:at])
+    assert not out[at : at + 4000].any()
+    np.testing.assert_array_equal(out[at + 4000 :], audio[at:])
 
 
 def test_g711_encoder_inverts_the_daemon_decoder() -> None:

@@ -15,7 +15,7 @@ from daemon import frontend_whisper as W
 from daemon.errors import ConfigError, DataError
 from daemon.model import load_backend
 from trainer import whisper_torch as WT
-from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, _with_pause, tune
+from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, tune
 
 SR = 16000
 
@@ -150,21 +150,6 @@ def test_noisy_copies_get_mid_command_pauses() -> None:
                for s in range(10))
     with pytest.raises(ConfigError, match=r"--pause-prob must be in \[0, 1\]"):
         TuneOptions(pause_prob=1.5).validate(4)
-
-
-def test_pause_goes_into_the_quietest_point_of_the_words() -> None:
-    """Silence around the words is ignored: the pause splits the audible part at the
-    quietest 20 ms frame of its middle third, as intentd-eval places its pauses."""
-    rng = np.random.default_rng(0)
-    words = rng.normal(0, 0.2, 30 * 320).astype(np.float32)  # 30 frames of 20 ms
-    words[14 * 320 : 15 * 320] *= 0.01  # frame 14: inside the middle third (10..19)
-    audio = np.concatenate([np.zeros(SR, np.float32), words, np.zeros(SR, np.float32)])
-    out = _with_pause(audio, 4000)
-    at = SR + 14 * 320 + 160
-    assert out.size == audio.size + 4000
-    np.testing.assert_array_equal(out[:at], audio[:at])
-    assert not out[at : at + 4000].any()
-    np.testing.assert_array_equal(out[at + 4000 :], audio[at:])
 
 
 @pytest.fixture(scope="module")

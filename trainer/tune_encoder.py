@@ -102,10 +102,11 @@ def _noisy_copy(audio: np.ndarray, rng: np.random.Generator, beds: dict[str, np.
                 opts: TuneOptions) -> np.ndarray:
     from trainer import augment as aug
     from trainer.evaluation.snr import mix_max_energy
+    from trainer.evaluation.streams import with_pause
 
     kind = _KINDS[int(rng.integers(len(_KINDS)))]
     if audio.size >= 8000 and rng.random() < opts.pause_prob:
-        audio = _with_pause(audio, int(rng.uniform(*pauses.PAUSE_S) * 16000))
+        audio = with_pause(audio, int(rng.uniform(*pauses.PAUSE_S) * 16000))
     lead, trail = (int(rng.uniform(0, opts.context_s) * 16000) for _ in range(2))
     audio = np.pad(audio, (lead, trail))
     if kind in _CROWD:
@@ -115,16 +116,6 @@ def _noisy_copy(audio: np.ndarray, rng: np.random.Generator, beds: dict[str, np.
         noise = aug.make_noise(kind, audio.size, rng)
         snr = float(rng.uniform(*opts.steady_snr_db))
     return aug.limit_peak(mix_max_energy(audio, noise, snr), 0.98)
-
-
-def _with_pause(audio: np.ndarray, pause_samples: int) -> np.ndarray:
-    """``audio`` with ``pause_samples`` of silence where ``intentd-eval`` would put a pause:
-    the quietest point of the middle third of its audible part."""
-    from trainer.evaluation.streams import pause_point
-
-    start, end = pauses.speech_bounds(audio)
-    at = start + pause_point(audio[start:end]) if end - start >= 3 * 320 else audio.size // 2
-    return np.concatenate([audio[:at], np.zeros(pause_samples, audio.dtype), audio[at:]])
 
 
 def _fit_split(model_dir: Path) -> tuple[int, float]:

@@ -107,12 +107,15 @@ def plot_sweep(r: dict[str, Any], path: Path) -> None:
     t = [row["threshold"] for row in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     headline = r["settings"]["headline_condition"]
-    ax.plot(t, [row["accuracy"] or 0.0 for row in rows], "o-",
-            label=f"accuracy {headline}" + (" dB" if headline.isdigit() else ""))
+
+    def label(cond: str) -> str:
+        return f"accuracy {cond}" + (" dB" if cond.isdigit() else "")
+
+    ax.plot(t, [row["accuracy"] or 0.0 for row in rows], "o-", label=label(headline))
     for c in rows[0].get("accuracy_by_condition", {}):
         if c != headline:
             ax.plot(t, [row["accuracy_by_condition"][c] or 0.0 for row in rows], "-",
-                    linewidth=1, alpha=0.7, label=f"accuracy {c}" + (" dB" if c.isdigit() else ""))
+                    linewidth=1, alpha=0.7, label=label(c))
     ax.set_xlabel("threshold")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)

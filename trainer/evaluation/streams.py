@@ -87,7 +87,10 @@ def pause_point(audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> int:
 
 
 def with_pause(audio: np.ndarray, pause_samples: int) -> np.ndarray:
-    at = pause_point(audio)
+    """``audio`` with ``pause_samples`` of silence at the :func:`pause_point` of its audible
+    part (silence around the words, as training clips have, is not searched)."""
+    start, end = speech_bounds(audio)
+    at = start + pause_point(audio[start:end])
     return np.concatenate([audio[:at], np.zeros(pause_samples, np.float32), audio[at:]])
 
 
