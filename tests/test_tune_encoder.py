@@ -195,6 +195,23 @@ def test_tune_writes_a_model_the_daemon_loads(tuned_model: tuple[Path, dict],
     assert json.loads((compact_model / "config.json").read_text()).get("frontend_weights") is None
 
 
+def test_a_tuned_model_is_tuned_further_from_its_own_encoder(tuned_model: tuple[Path, dict],
+                                                             synth_data: Path,
+                                                             tmp_path: Path) -> None:
+    """--model may be a tuned model: tuning goes on from its encoder, not the stock one (at a
+    vanishing rate the result keeps the first tuning's weights)."""
+    first, _ = tuned_model
+    out = tmp_path / "again"
+    tune(first, str(synth_data), out,
+         TuneOptions(layers=1, epochs=1, variants=0, encoder_lr=1e-12, head_lr=1e-12))
+    stock, once, twice = (WT.read_encoder(d / "model.bin")
+                          for d in (W.model_dir(), first / "whisper", out / "whisper"))
+    name = "layer_3/ffn/linear_0/weight"
+    assert not np.allclose(once[name], stock[name], atol=1e-6)
+    np.testing.assert_allclose(twice[name], once[name], atol=1e-6)
+    assert json.loads((out / "config.json").read_text())["frontend_weights"] == "whisper"
+
+
 def test_tune_stem_trains_the_convolutions(compact_model: Path, synth_data: Path,
                                            tmp_path: Path) -> None:
     """With --tune-stem the written encoder's convolutions move along with its layers (the
