@@ -19,13 +19,8 @@ from trainer import augment as aug
 from trainer import negatives
 from trainer.democall import make_call
 from trainer.pauses import speech_bounds
-from trainer.synth import (
-    SynthOptions,
-    add_synth_arguments,
-    options_from_args,
-    split_speakers,
-    synthesize,
-)
+from trainer.synth import SynthOptions, split_speakers, synthesize
+from trainer.synth_cli import add_synth_arguments, options_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """\
@@ -201,10 +196,11 @@ def test_cli_arguments_map_to_options(tiny_spec: Path) -> None:
     add_synth_arguments(parser)
     args = parser.parse_args([str(tiny_spec), "--out", "x", "--seed", "3", "--per-intent",
                               "50", "--snr-db", "0", "10", "--jobs", "1", "--piper-share",
-                              "0", "--flite-share", "0.3", "--gen-timbres", "12"])
+                              "0", "--flite-share", "0.3", "--gen-timbres", "12",
+                              "--pause-share", "0.25"])
     o = options_from_args(args)
     assert (o.seed, o.per_intent, o.snr_db, o.jobs, o.piper_share, o.flite_share,
-            o.gen_timbres) == (3, 50, (0.0, 10.0), 1, 0.0, 0.3, 12)
+            o.gen_timbres, o.pause_share) == (3, 50, (0.0, 10.0), 1, 0.0, 0.3, 12, 0.25)
     assert options_from_args(parser.parse_args([str(tiny_spec), "--out", "x"])).flite_share \
         == SynthOptions().flite_share == 0.15
 

@@ -20,7 +20,7 @@ PROG = "intentd-train"
 # subcommand -> (module, add-arguments function, run function, one-line help)
 _COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "synth": (
-        "trainer.synth", "add_synth_arguments", "run_synth",
+        "trainer.synth_cli", "add_synth_arguments", "run_synth",
         "synthesize a labelled speech data set (audiofolder) from an intent spec YAML",
     ),
     "democall": (

@@ -16,6 +16,10 @@ from collections.abc import Callable
 import numpy as np
 
 PAUSE_S = (0.3, 1.2)  # all within the daemon's 1.3 s hangover: one utterance each
+# What the classifier hears of a pause: the daemon keeps silences under vad.min_pause_ms
+# (300) whole and cuts longer ones to vad.max_pause_ms (60), so training pauses (synth
+# --pause-share) span the gaps it can hear, not the ones the speaker made.
+TRAIN_PAUSE_S = (0.03, 0.3)
 MIN_WORDS = 4  # a pause needs at least two words on each side
 
 

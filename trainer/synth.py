@@ -20,7 +20,6 @@ bytes depend on ``--seed`` only, never on ``--jobs``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import functools
@@ -31,6 +30,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from daemon.errors import ConfigError, DataError
 from trainer import augment as aug
-from trainer import negatives, tts_espeak, tts_flite
+from trainer import negatives, pauses, tts_espeak, tts_flite
 from trainer.synth_plan import Job, plan, split_speakers
 from trainer.templates import Spec, load_spec
 
@@ -90,6 +90,10 @@ class SynthOptions:
     # Training eSpeak speakers with generated timbres (trainer.espeak_timbres), on top of
     # the shipped variants' (~48 timbres x 8 accents); 0: shipped variants only.
     gen_timbres: int = 0
+    # Share of eSpeak and flite training utterances spoken in two parts with a short gap
+    # (trainer.pauses.TRAIN_PAUSE_S), as a hesitating speaker's reach the classifier after
+    # the daemon shortens the pause; synthetic voices never hesitate on their own.
+    pause_share: float = 0.0
     jobs: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     seed: int = 0
     progress: bool = True
@@ -101,7 +105,7 @@ class SynthOptions:
             raise ConfigError(f"--test-fraction must be between 0 and 1, got "
                               f"{self.test_fraction}")
         for name in ("piper_share", "flite_share", "noise_prob", "telephone_prob", "reverb_prob",
-                     "speed_prob"):
+                     "speed_prob", "pause_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
@@ -231,16 +235,27 @@ def _render(task: tuple[list[Job], str, SynthOptions]) -> list[dict]:
 
 
 def _speak(job: Job, options: SynthOptions) -> np.ndarray:
-    if isinstance(job.speaker, tts_espeak.EspeakSpeaker):
-        return tts_espeak.speak(job.text, job.speaker, random.Random(job.seed), SAMPLE_RATE_HZ)
-    if isinstance(job.speaker, tts_flite.FliteSpeaker):
-        return tts_flite.speak(job.text, job.speaker, SAMPLE_RATE_HZ)
+    if isinstance(job.speaker, tts_espeak.EspeakSpeaker | tts_flite.FliteSpeaker):
+        say = _voice(job)
+        # After a hesitation eSpeak draws new rate/pitch jitter, as a speaker's pace resets.
+        return (pauses.speak_with_pause(job.text, job.pause_at, job.pause_s, say,
+                                        SAMPLE_RATE_HZ)
+                if job.pause_at else say(job.text))
     train_sp, test_sp = _speaker_pools(options.seed, options.test_fraction,
                                        options.train_accents, options.test_accents,
                                        options.gen_timbres)
     return negatives.render_background(job.engine, job.seed,
                                        test_sp if job.split == "test" else train_sp,
                                        SAMPLE_RATE_HZ)
+
+
+def _voice(job: Job) -> Callable[[str], np.ndarray]:
+    sp = job.speaker
+    if isinstance(sp, tts_espeak.EspeakSpeaker):
+        jitter = random.Random(job.seed)
+        return lambda text: tts_espeak.speak(text, sp, jitter, SAMPLE_RATE_HZ)
+    assert isinstance(sp, tts_flite.FliteSpeaker)
+    return lambda text: tts_flite.speak(text, sp, SAMPLE_RATE_HZ)
 
 
 def _tasks(jobs: list[Job], out_dir: str, options: SynthOptions
@@ -361,81 +376,3 @@ def _write_outputs(out: Path, labels: tuple[str, ...], spec: Spec, options: Synt
             "counts": {s: sum(r["split"] == s for r in rows) for s in SPLITS}}
     # Written last: its presence marks a complete data set.
     (out / "spec.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-
-# --- CLI --------------------------------------------------------------------------------
-
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    d = SynthOptions()
-    parser.add_argument("spec", metavar="SPEC.yaml", help="intent spec (intents + slots)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output data set dir")
-    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    parser.add_argument("--per-intent", type=int, default=d.per_intent, metavar="N",
-                        help=f"utterances per intent, train+test (default {d.per_intent})")
-    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                        help="share of eSpeak voice variants held out for test "
-                             f"(default {d.test_fraction})")
-    parser.add_argument("--piper-share", type=float, default=d.piper_share,
-                        help="share of utterances from the Piper voice, all in train "
-                             f"(default {d.piper_share}; 0 disables Piper)")
-    parser.add_argument("--flite-share", type=float, default=d.flite_share,
-                        help="share of utterances from CMU flite voices, all in train "
-                             f"(default {d.flite_share}; 0 disables flite)")
-    parser.add_argument("--snr-db", type=float, nargs=2, default=list(d.snr_db),
-                        metavar=("MIN", "MAX"), help="background noise SNR range in dB")
-    parser.add_argument("--noise-prob", type=float, default=d.noise_prob)
-    parser.add_argument("--noise-kinds", type=_name_list, default=d.noise_kinds,
-                        metavar="K,K",
-                        help="generated noises to train with, comma-separated, drawn "
-                             "uniformly; list a kind twice to draw it twice as often "
-                             f"(default {','.join(d.noise_kinds)}; also: cafe)")
-    parser.add_argument("--telephone-prob", type=float, default=d.telephone_prob,
-                        help="share rendered as an 8 kHz μ-law phone line")
-    parser.add_argument("--reverb-prob", type=float, default=d.reverb_prob)
-    parser.add_argument("--speed-prob", type=float, default=d.speed_prob)
-    parser.add_argument("--reject-share", type=float, default=d.reject_share, metavar="R",
-                        help=f"rejection class {negatives.REJECT_LABEL!r} (out-of-domain "
-                             "speech, babble, noise) with R x --per-intent utterances "
-                             f"(default {d.reject_share}; 0: no rejection class)")
-    parser.add_argument("--noise-file", action="append", default=[], metavar="WAV",
-                        help="background noise recording (repeatable)")
-    parser.add_argument("--train-accents", type=_name_list, default=(), metavar="A,B",
-                        help="eSpeak accents for training voices, comma-separated "
-                             "(default: all)")
-    parser.add_argument("--test-accents", type=_name_list, default=(), metavar="A,B",
-                        help="eSpeak accents for held-out test voices (default: all); with "
-                             "--train-accents, measures accuracy on an unseen kind of voice")
-    parser.add_argument("--gen-timbres", type=int, default=d.gen_timbres, metavar="N",
-                        help="add N training speakers with generated eSpeak timbres "
-                             f"(random formants, pitch, tone; default {d.gen_timbres})")
-    parser.add_argument("--jobs", type=int, default=d.jobs,
-                        help=f"worker processes (default {d.jobs})")
-    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _name_list(value: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in value.split(",") if a.strip())
-
-
-def options_from_args(args: argparse.Namespace) -> SynthOptions:
-    return SynthOptions(
-        per_intent=args.per_intent, test_fraction=args.test_fraction,
-        piper_share=args.piper_share, flite_share=args.flite_share,
-        snr_db=(args.snr_db[0], args.snr_db[1]),
-        noise_prob=args.noise_prob, noise_kinds=args.noise_kinds,
-        telephone_prob=args.telephone_prob,
-        reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
-        noise_files=tuple(args.noise_file), reject_share=args.reject_share,
-        train_accents=args.train_accents,
-        test_accents=args.test_accents, gen_timbres=args.gen_timbres, jobs=args.jobs,
-        seed=args.seed,
-        progress=not args.no_progress)
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    """CLI entry; IntentdError propagates to the caller's one-line handler."""
-    summary = synthesize(args.spec, args.out, options_from_args(args), force=args.force)
-    print(json.dumps(asdict(summary)), flush=True)
-    return 0

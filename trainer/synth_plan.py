@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trainer import negatives, tts_espeak, tts_flite
+from trainer import negatives, pauses, tts_espeak, tts_flite
 from trainer.templates import Spec
 
 if TYPE_CHECKING:
@@ -51,6 +51,10 @@ class Job:
     engine: str
     speaker: tts_espeak.EspeakSpeaker | tts_flite.FliteSpeaker | None
     seed: int
+    # A hesitation: words ``[:pause_at]`` and ``[pause_at:]`` rendered apart with
+    # ``pause_s`` of silence between (0: one rendering). See ``_pause``.
+    pause_at: int = 0
+    pause_s: float = 0.0
 
 
 def plan(spec: Spec, options: SynthOptions) -> list[Job]:
@@ -112,5 +116,20 @@ def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOpt
                     # Talkers come from the split's pool at render time, not from ``sp``.
                     engine, text, sp = background, f"<{background}>", None
         name = f"{label}_{i:05d}.wav"
-        jobs.append(Job(split, name, label, text, engine, sp, seed))
+        pause_at, pause_s = (_pause(text, seed, options.pause_share)
+                             if split == "train" and engine in ("espeak", "flite") else (0, 0.0))
+        jobs.append(Job(split, name, label, text, engine, sp, seed, pause_at, pause_s))
     return jobs
+
+
+def _pause(text: str, seed: int, share: float) -> tuple[int, float]:
+    """``(pause_at, pause_s)`` for a training utterance: with probability ``share`` (when
+    the text has words enough) a split point and a gap of ``TRAIN_PAUSE_S``.
+
+    Its own rng, so ``share`` 0 plans exactly what the planner did before pauses existed.
+    """
+    rng = random.Random(f"pause:{seed}")
+    if share <= 0 or rng.random() >= share:
+        return 0, 0.0
+    k = pauses.split_at(text, rng)
+    return (k, round(rng.uniform(*pauses.TRAIN_PAUSE_S), 3)) if k else (0, 0.0)
