@@ -91,8 +91,8 @@ class SynthOptions:
     # the shipped variants' (~48 timbres x 8 accents); 0: shipped variants only.
     gen_timbres: int = 0
     # Share of eSpeak and flite training utterances spoken in two parts with a short gap
-    # (trainer.pauses.TRAIN_PAUSE_S), as a hesitating speaker's reach the classifier after
-    # the daemon shortens the pause; synthetic voices never hesitate on their own.
+    # (trainer.pauses.TRAIN_PAUSE_S): a hesitant speaker's command as the classifier hears
+    # it once the daemon has shortened the pause; synthetic voices never hesitate.
     pause_share: float = 0.0
     jobs: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     seed: int = 0
