@@ -123,15 +123,21 @@ def test_noisy_copies_carry_noise_beyond_the_words() -> None:
             for k in ("babble", "cafe")}
     lengths = []
     for seed in range(20):
-        copy = _noisy_copy(audio, np.random.default_rng(seed), beds,
-                           TuneOptions(context_s=0.5, pause_prob=0.0))
+        copy, quiet = _noisy_copy(audio, np.random.default_rng(seed), beds,
+                                  TuneOptions(context_s=0.5, pause_prob=0.0))
         assert audio.size <= copy.size <= audio.size + SR
+        # The teacher's input: the same layout without the noise, the words where they are.
+        assert quiet.size == copy.size
+        lead = int(np.flatnonzero(quiet)[0]) - int(np.flatnonzero(audio)[0])
+        np.testing.assert_array_equal(quiet[lead : lead + audio.size], audio)
+        assert not quiet[:lead].any() and not quiet[lead + audio.size :].any()
         lengths.append(copy.size)
         assert np.max(np.abs(copy)) <= 0.98 + 1e-6
     assert len(set(lengths)) > 10  # the context is drawn per copy
-    same = _noisy_copy(audio, np.random.default_rng(0), beds,
-                       TuneOptions(context_s=0.0, pause_prob=0.0))
+    same, quiet = _noisy_copy(audio, np.random.default_rng(0), beds,
+                              TuneOptions(context_s=0.0, pause_prob=0.0))
     assert same.size == audio.size
+    np.testing.assert_array_equal(quiet, audio)
 
 
 def test_noisy_copies_get_mid_command_pauses() -> None:
@@ -140,16 +146,65 @@ def test_noisy_copies_get_mid_command_pauses() -> None:
     audio = speechlike(SR, seed=4).astype(np.float32)
     beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
             for k in ("babble", "cafe")}
-    grown = [_noisy_copy(audio, np.random.default_rng(s), beds,
-                         TuneOptions(context_s=0.0, pause_prob=1.0)).size - audio.size
-             for s in range(10)]
+    grown = []
+    for s in range(10):
+        copy, quiet = _noisy_copy(audio, np.random.default_rng(s), beds,
+                                  TuneOptions(context_s=0.0, pause_prob=1.0))
+        grown.append(copy.size - audio.size)
+        # Without its noise the copy is the utterance around one silent run: the pause.
+        assert quiet.size == copy.size
+        at, n = int(np.argmax(quiet == 0)), grown[-1]
+        assert 0 < at < audio.size and not quiet[at : at + n].any()
+        np.testing.assert_array_equal(np.concatenate([quiet[:at], quiet[at + n :]]), audio)
     assert all(0.3 * SR <= g <= 1.2 * SR for g in grown)
     assert len(set(grown)) == 10
     assert all(_noisy_copy(audio, np.random.default_rng(s), beds,
-                           TuneOptions(context_s=0.0, pause_prob=0.0)).size == audio.size
+                           TuneOptions(context_s=0.0, pause_prob=0.0))[0].size == audio.size
                for s in range(10))
     with pytest.raises(ConfigError, match=r"--pause-prob must be in \[0, 1\]"):
         TuneOptions(pause_prob=1.5).validate(4)
+
+
+def test_distill_targets_are_the_encoders_own_embeddings_of_the_quiet_copy() -> None:
+    """Before tuning, a clean clip's tuned-path embeddings equal its target (the loss is ~0,
+    up to the float16 cache); its noisy copy is far from the target it is pulled towards."""
+    enc = WT.load_encoder(W.model_dir()).eval()
+    split = WT.SplitEncoder(enc, 2)
+    audio = speechlike(2 * SR, seed=6)
+    beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
+            for k in ("babble", "cafe")}
+    noisy, quiet = _noisy_copy(audio, np.random.default_rng(3), beds,
+                               TuneOptions(context_s=0.4, pause_prob=1.0))
+    clips = [(audio, audio), (noisy, quiet)]
+    with torch.no_grad():
+        x, mask = split.upper([split.lower(a) for a, _ in clips])
+        targets = [split.target(q) for _, q in clips]
+        assert [t.shape[0] for t in targets] == mask.sum(dim=1).tolist()
+        scale = float(targets[0].float().pow(2).mean())
+        alone = [float(WT.distill_loss(x[i : i + 1], mask[i : i + 1], targets[i : i + 1]))
+                 / scale for i in range(2)]
+        both = float(WT.distill_loss(x, mask, targets)) / scale
+    assert alone[0] < 1e-3 < 0.05 < alone[1]
+    n = mask.sum(dim=1).float()
+    assert both == pytest.approx(float((alone[0] * n[0] + alone[1] * n[1]) / n.sum()), rel=1e-4)
+    with pytest.raises(ValueError, match="clip 0: .* embeddings but a target of"):
+        WT.distill_loss(x, mask, [targets[1], targets[1]])
+    with pytest.raises(ConfigError, match=r"--distill must be in \[0, 100\]"):
+        TuneOptions(distill=-1.0).validate(4)
+
+
+def test_tune_with_distillation_reports_both_losses(compact_model: Path, synth_data: Path,
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    summary = tune(compact_model, str(synth_data), out,
+                   TuneOptions(layers=1, epochs=2, variants=1, distill=1.0, encoder_lr=5e-4,
+                               crowd_bed_s=8.0))
+    report = json.loads((out / "report.json").read_text())["tuned_encoder"]
+    assert report["options"]["distill"] == 1.0
+    assert len(report["epoch_loss"]) == len(report["epoch_distill_loss"]) == 2
+    # Pulled towards the quiet copies, the noisy ones come closer over the epochs.
+    assert 0 < report["epoch_distill_loss"][1] < report["epoch_distill_loss"][0]
+    assert 0 <= summary["test_accuracy"] <= 1
 
 
 @pytest.fixture(scope="module")

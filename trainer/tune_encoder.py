@@ -66,6 +66,12 @@ class TuneOptions:
     # The convolutional stem too (needs every layer tuned: it feeds the first one); the
     # cache then holds log-mel frames instead of layer states.
     tune_stem: bool = False
+    # Weight of a second loss, besides the intent's: each copy's 80 ms embeddings against
+    # what the encoder made of the same copy without its noise before tuning began (the
+    # pause and context then silence), relative to the mean square of those targets. The
+    # class label says only which intent a copy holds; this says, frame by frame, what the
+    # words looked like in quiet. 0: the intent's loss alone.
+    distill: float = 0.0
     seed: int = 0
     threads: int = 2
     # One long crowd bed per kind, cropped per copy: generating crowd noise per clip is slow.
@@ -86,6 +92,8 @@ class TuneOptions:
                               f"the stem feeds the first layer; got --layers {self.layers}")
         if not 0 <= self.pause_prob <= 1:
             raise ConfigError(f"--pause-prob must be in [0, 1], got {self.pause_prob}")
+        if not 0 <= self.distill <= 100:
+            raise ConfigError(f"--distill must be in [0, 100], got {self.distill}")
         if not 0 <= self.context_s <= 5:
             raise ConfigError(f"--context-s must be in [0, 5] seconds, got {self.context_s}")
         if self.crowd_bed_s <= 0:
@@ -99,7 +107,9 @@ class TuneOptions:
 
 
 def _noisy_copy(audio: np.ndarray, rng: np.random.Generator, beds: dict[str, np.ndarray],
-                opts: TuneOptions) -> np.ndarray:
+                opts: TuneOptions) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy copy of ``audio`` and the same copy without the noise (its pause and context
+    silent, sample for sample aligned): the input and the teacher's input."""
     from trainer import augment as aug
     from trainer.evaluation.snr import mix_max_energy
     from trainer.evaluation.streams import with_pause
@@ -115,7 +125,7 @@ def _noisy_copy(audio: np.ndarray, rng: np.random.Generator, beds: dict[str, np.
     else:
         noise = aug.make_noise(kind, audio.size, rng)
         snr = float(rng.uniform(*opts.steady_snr_db))
-    return aug.limit_peak(mix_max_energy(audio, noise, snr), 0.98)
+    return aug.limit_peak(mix_max_energy(audio, noise, snr), 0.98), audio
 
 
 def _fit_split(model_dir: Path) -> tuple[int, float]:
@@ -179,7 +189,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
 
     from daemon import compact, frontend_whisper
     from trainer import augment as aug
-    from trainer.whisper_torch import SplitEncoder, load_encoder, save_encoder
+    from trainer.whisper_torch import SplitEncoder, distill_loss, load_encoder, save_encoder
 
     compact.register()
     torch.manual_seed(opts.seed)
@@ -196,13 +206,17 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     rng = np.random.default_rng([opts.seed, 0x7E5E])
     beds = {k: aug.make_noise(k, int(opts.crowd_bed_s * 16000), rng, crowd_pool="train")
             for k in _CROWD}
-    cached: list[tuple[Any, int]] = []
+    teach = opts.distill > 0
+    # (frozen part's output, label, the noise-free copy's embeddings when distilling); all
+    # before the first step, so the targets come from the encoder as it was given.
+    cached: list[tuple[Any, int, Any]] = []
     for n, ex in enumerate(dataset.train):
         audio = load_audio(ex, 16000)
         y = label_id[ex.label]
-        cached.append((split.lower(audio), y))
+        cached.append((split.lower(audio), y, split.target(audio) if teach else None))
         for _ in range(opts.variants):
-            cached.append((split.lower(_noisy_copy(audio, rng, beds, opts)), y))
+            noisy, quiet = _noisy_copy(audio, rng, beds, opts)
+            cached.append((split.lower(noisy), y, split.target(quiet) if teach else None))
         if n % 1000 == 999:
             log.info("tune-encoder: lower layers of %d / %d utterances", n + 1,
                      len(dataset.train))
@@ -220,24 +234,34 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
                              {"params": head.parameters(), "lr": opts.head_lr}],
                             weight_decay=0.01)
     # Length-sorted batches: little padding; their order is shuffled each epoch.
-    order = np.argsort([s.shape[0] for s, _ in cached], kind="stable")
+    order = np.argsort([c[0].shape[0] for c in cached], kind="stable")
+    # Relative to the targets' mean square (of the clean utterances), so --distill weighs
+    # the same whatever the encoder's output scale.
+    scale = (float(np.mean([float(c[2].float().pow(2).mean())
+                            for c in cached[:: 1 + opts.variants]])) if teach else 1.0)
     batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
     t1 = time.monotonic()
-    losses = []
+    losses, distill_losses = [], []
     for epoch in range(opts.epochs):
         head.train()
-        total = 0.0
+        total = total_distill = 0.0
         for k in np.random.default_rng([opts.seed, epoch]).permutation(len(batches)):
             batch = [cached[i] for i in batches[k]]
-            x, mask = split.upper([s for s, _ in batch])
+            x, mask = split.upper([c[0] for c in batch])
             loss = head(input_values=x, attention_mask=mask,
-                        labels=torch.tensor([y for _, y in batch])).loss
+                        labels=torch.tensor([c[1] for c in batch])).loss
+            total += float(loss.detach())
+            if teach:
+                far = distill_loss(x, mask, [c[2] for c in batch]) / scale
+                total_distill += float(far.detach())
+                loss = loss + opts.distill * far
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach())
         losses.append(round(total / len(batches), 4))
-        log.info("tune-encoder: epoch %d/%d, loss %.4f", epoch + 1, opts.epochs, losses[-1])
+        distill_losses.append(round(total_distill / len(batches), 4))
+        log.info("tune-encoder: epoch %d/%d, loss %.4f%s", epoch + 1, opts.epochs, losses[-1],
+                 f", distillation {distill_losses[-1]:.4f}" if teach else "")
     train_s = time.monotonic() - t1
     del cached
 
@@ -247,6 +271,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     head.eval()
     summary = {"options": asdict(opts), "train_utterances": len(dataset.train),
                "copies_per_utterance": 1 + opts.variants, "epoch_loss": losses,
+               **({"epoch_distill_loss": distill_losses} if teach else {}),
                "prepare_s": round(prepare_s, 1), "train_s": round(train_s, 1)}
     from transformers import AutoFeatureExtractor
 
@@ -319,6 +344,8 @@ _CLI_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("context_s", float, "most seconds of noise a noisy copy gets before and after its words"),
     ("pause_prob", float, "share of noisy copies given a mid-command pause (0.3-1.2 s)"),
     ("tune_stem", bool, "train the conv stem too (needs every layer tuned, the default)"),
+    ("distill", float, "weight of a loss pulling each noisy copy's embeddings towards the "
+                       "untuned encoder's of its noise-free version (0: off)"),
     ("seed", int, "seed"),
     ("threads", int, "torch CPU threads"),
 )

@@ -225,6 +225,16 @@ class SplitEncoder:
                 x = layer(x)
         return x[0].to(torch.float16)
 
+    def target(self, audio: np.ndarray) -> torch.Tensor:
+        """The whole encoder's pooled 80 ms embeddings of ``audio`` (``[T, d]``, float16), as
+        :meth:`upper` pools them: what a copy is pulled towards when distilling."""
+        from daemon.frontend_whisper import even_frames, log_mel
+
+        mel = torch.from_numpy(even_frames(log_mel(audio)))
+        with torch.no_grad():
+            states = self.enc(mel[None])[0]
+        return pool(states, states.shape[0]).to(torch.float16)
+
     def upper(self, cached: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached inputs -> pooled 80 ms embeddings ``[B, T, d]`` and their mask."""
         b, longest = len(cached), max(c.shape[0] for c in cached)
@@ -247,3 +257,16 @@ class SplitEncoder:
             out[i, : p.shape[0]] = p
             mask[i, : p.shape[0]] = 1
         return out, mask
+
+
+def distill_loss(x: torch.Tensor, mask: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+    """Mean square error of ``x`` (``[B, T, d]``, :meth:`SplitEncoder.upper`'s output) against
+    each clip's target embeddings, over the real frames of ``mask``."""
+    want = torch.zeros_like(x)
+    for i, t in enumerate(targets):
+        n = int(mask[i].sum())
+        if t.shape[0] != n:
+            raise ValueError(f"clip {i}: {n} embeddings but a target of {t.shape[0]}")
+        want[i, :n] = t.float()
+    err = (x - want).pow(2).mean(dim=-1) * mask
+    return err.sum() / mask.sum()
