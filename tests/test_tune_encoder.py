@@ -178,7 +178,11 @@ def test_distill_targets_are_the_encoders_own_embeddings_of_the_quiet_copy() -> 
     clips = [(audio, audio), (noisy, quiet)]
     with torch.no_grad():
         x, mask = split.upper([split.lower(a) for a, _ in clips])
-        targets = [split.target(q) for _, q in clips]
+        targets = split.targets([q for _, q in clips])
+        # A padded batch of targets is each clip's alone (the shorter one is padded).
+        alone_target = split.targets([audio])[0]
+        np.testing.assert_allclose(targets[0].float().numpy(), alone_target.float().numpy(),
+                                   atol=2e-2)
         assert [t.shape[0] for t in targets] == mask.sum(dim=1).tolist()
         scale = float(targets[0].float().pow(2).mean())
         alone = [float(WT.distill_loss(x[i : i + 1], mask[i : i + 1], targets[i : i + 1]))

@@ -213,10 +213,10 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     for n, ex in enumerate(dataset.train):
         audio = load_audio(ex, 16000)
         y = label_id[ex.label]
-        cached.append((split.lower(audio), y, split.target(audio) if teach else None))
-        for _ in range(opts.variants):
-            noisy, quiet = _noisy_copy(audio, rng, beds, opts)
-            cached.append((split.lower(noisy), y, split.target(quiet) if teach else None))
+        pairs = [(audio, audio)] + [_noisy_copy(audio, rng, beds, opts)
+                                    for _ in range(opts.variants)]
+        goals = split.targets([q for _, q in pairs]) if teach else [None] * len(pairs)
+        cached += [(split.lower(a), y, g) for (a, _), g in zip(pairs, goals, strict=True)]
         if n % 1000 == 999:
             log.info("tune-encoder: lower layers of %d / %d utterances", n + 1,
                      len(dataset.train))

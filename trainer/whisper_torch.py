@@ -225,15 +225,14 @@ class SplitEncoder:
                 x = layer(x)
         return x[0].to(torch.float16)
 
-    def target(self, audio: np.ndarray) -> torch.Tensor:
-        """The whole encoder's pooled 80 ms embeddings of ``audio`` (``[T, d]``, float16), as
-        :meth:`upper` pools them: what a copy is pulled towards when distilling."""
-        from daemon.frontend_whisper import even_frames, log_mel
-
-        mel = torch.from_numpy(even_frames(log_mel(audio)))
+    def targets(self, audios: list[np.ndarray]) -> list[torch.Tensor]:
+        """The whole encoder's pooled 80 ms embeddings of each clip (``[T, d]``, float16), as
+        :meth:`upper` pools them: what a copy is pulled towards when distilling. One padded
+        batch (padding leaves each clip's embeddings as they are alone)."""
+        whole = SplitEncoder(self.enc, 0, stem=True)
         with torch.no_grad():
-            states = self.enc(mel[None])[0]
-        return pool(states, states.shape[0]).to(torch.float16)
+            x, mask = whole.upper([whole.lower(a) for a in audios])
+        return [x[i, : int(mask[i].sum())].to(torch.float16) for i in range(len(audios))]
 
     def upper(self, cached: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached inputs -> pooled 80 ms embeddings ``[B, T, d]`` and their mask."""
