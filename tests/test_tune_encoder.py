@@ -15,7 +15,7 @@ from daemon import frontend_whisper as W
 from daemon.errors import ConfigError, DataError
 from daemon.model import load_backend
 from trainer import whisper_torch as WT
-from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, tune
+from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, crowd_beds, tune
 
 SR = 16000
 
@@ -119,7 +119,7 @@ def test_noisy_copies_carry_noise_beyond_the_words() -> None:
     """A noisy copy is the utterance padded by 0..context_s per side (drawn per copy), with
     noise over all of it; context_s 0 keeps its length."""
     audio = speechlike(SR, seed=3).astype(np.float32)
-    beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
+    beds = {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
             for k in ("babble", "cafe")}
     lengths = []
     for seed in range(20):
@@ -140,11 +140,29 @@ def test_noisy_copies_carry_noise_beyond_the_words() -> None:
     np.testing.assert_array_equal(quiet, audio)
 
 
+def test_crowd_beds_are_independent_draws() -> None:
+    """Each crowd kind gets crowd_beds beds of crowd_bed_s, all different: one long bed
+    would loop the same 3-6 talker tracks under every copy."""
+    opts = TuneOptions(crowd_beds=3, crowd_bed_s=2.0)
+    beds = crowd_beds(opts, np.random.default_rng(0))
+    assert sorted(beds) == ["babble", "cafe"]
+    for kind, kind_beds in beds.items():
+        assert [b.size for b in kind_beds] == [2 * SR] * 3, kind
+        assert all(np.isfinite(b).all() and np.std(b) > 0 for b in kind_beds), kind
+        for i in range(3):
+            for j in range(i + 1, 3):
+                assert not np.allclose(kind_beds[i], kind_beds[j]), (kind, i, j)
+    again = crowd_beds(opts, np.random.default_rng(0))
+    np.testing.assert_array_equal(again["babble"][2], beds["babble"][2])  # seeded
+    with pytest.raises(ConfigError, match="crowd_beds must be >= 1"):
+        TuneOptions(crowd_beds=0).validate(4)
+
+
 def test_noisy_copies_get_mid_command_pauses() -> None:
     """With pause_prob 1 every copy is 0.3-1.2 s longer (the pause, then filled by noise);
     with 0 none is."""
     audio = speechlike(SR, seed=4).astype(np.float32)
-    beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
+    beds = {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
             for k in ("babble", "cafe")}
     grown = []
     for s in range(10):
@@ -171,7 +189,7 @@ def test_distill_targets_are_the_encoders_own_embeddings_of_the_quiet_copy() -> 
     enc = WT.load_encoder(W.model_dir()).eval()
     split = WT.SplitEncoder(enc, 2)
     audio = speechlike(2 * SR, seed=6)
-    beds = {k: np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)
+    beds = {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
             for k in ("babble", "cafe")}
     noisy, quiet = _noisy_copy(audio, np.random.default_rng(3), beds,
                                TuneOptions(context_s=0.4, pause_prob=1.0))
@@ -202,7 +220,7 @@ def test_tune_with_distillation_reports_both_losses(compact_model: Path, synth_d
     out = tmp_path / "model"
     summary = tune(compact_model, str(synth_data), out,
                    TuneOptions(layers=1, epochs=2, variants=1, distill=1.0, encoder_lr=5e-4,
-                               crowd_bed_s=8.0))
+                               crowd_bed_s=8.0, crowd_beds=2))
     report = json.loads((out / "report.json").read_text())["tuned_encoder"]
     assert report["options"]["distill"] == 1.0
     assert len(report["epoch_loss"]) == len(report["epoch_distill_loss"]) == 2
@@ -216,7 +234,7 @@ def tuned_model(compact_model: Path, synth_data: Path, tmp_path_factory: pytest.
                 ) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("tuned") / "model"
     summary = tune(compact_model, str(synth_data), out,
-                   TuneOptions(layers=1, epochs=1, variants=1, crowd_bed_s=8.0))
+                   TuneOptions(layers=1, epochs=1, variants=1, crowd_bed_s=8.0, crowd_beds=2))
     return out, summary
 
 

@@ -74,8 +74,12 @@ class TuneOptions:
     distill: float = 0.0
     seed: int = 0
     threads: int = 2
-    # One long crowd bed per kind, cropped per copy: generating crowd noise per clip is slow.
-    crowd_bed_s: float = 240.0
+    # Crowd noise is drawn per kind as ``crowd_beds`` independent beds of ``crowd_bed_s``,
+    # each copy cropping a random one (drawing a crowd per copy costs more than the copy).
+    # Not one long bed: a bed is 3-6 of the pool's 20 s talker tracks, looped, so one long
+    # bed would give every copy the same few voices saying the same words.
+    crowd_beds: int = 64
+    crowd_bed_s: float = 30.0
 
     def validate(self, n_layers: int | None = None) -> None:
         """Every option; the layer count only against ``n_layers`` (known once the encoder
@@ -98,6 +102,8 @@ class TuneOptions:
             raise ConfigError(f"--context-s must be in [0, 5] seconds, got {self.context_s}")
         if self.crowd_bed_s <= 0:
             raise ConfigError(f"crowd_bed_s must be > 0, got {self.crowd_bed_s}")
+        if self.crowd_beds < 1:
+            raise ConfigError(f"crowd_beds must be >= 1, got {self.crowd_beds}")
         if self.variants < 0:
             raise ConfigError(f"--variants must be >= 0, got {self.variants}")
         for name in ("encoder_lr", "head_lr"):
@@ -106,7 +112,8 @@ class TuneOptions:
                                   f"{getattr(self, name)}")
 
 
-def _noisy_copy(audio: np.ndarray, rng: np.random.Generator, beds: dict[str, np.ndarray],
+def _noisy_copy(audio: np.ndarray, rng: np.random.Generator,
+                beds: dict[str, list[np.ndarray]],
                 opts: TuneOptions) -> tuple[np.ndarray, np.ndarray]:
     """A noisy copy of ``audio`` and the same copy without the noise (its pause and context
     silent, sample for sample aligned): the input and the teacher's input."""
@@ -120,12 +127,23 @@ def _noisy_copy(audio: np.ndarray, rng: np.random.Generator, beds: dict[str, np.
     lead, trail = (int(rng.uniform(0, opts.context_s) * 16000) for _ in range(2))
     audio = np.pad(audio, (lead, trail))
     if kind in _CROWD:
-        noise = aug.fit_length(beds[kind], audio.size, rng)
+        bed = beds[kind][int(rng.integers(len(beds[kind])))]
+        noise = aug.fit_length(bed, audio.size, rng)
         snr = float(rng.uniform(*opts.crowd_snr_db))
     else:
         noise = aug.make_noise(kind, audio.size, rng)
         snr = float(rng.uniform(*opts.steady_snr_db))
     return aug.limit_peak(mix_max_energy(audio, noise, snr), 0.98), audio
+
+
+def crowd_beds(opts: TuneOptions, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
+    """``opts.crowd_beds`` independently drawn beds of ``opts.crowd_bed_s`` per crowd kind,
+    from the training talker pool (evaluations use the other)."""
+    from trainer import augment as aug
+
+    n = int(opts.crowd_bed_s * 16000)
+    return {k: [aug.make_noise(k, n, rng, crowd_pool="train") for _ in range(opts.crowd_beds)]
+            for k in _CROWD}
 
 
 def _fit_split(model_dir: Path) -> tuple[int, float]:
@@ -188,7 +206,6 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     from transformers import AutoModelForAudioClassification
 
     from daemon import compact, frontend_whisper
-    from trainer import augment as aug
     from trainer.whisper_torch import SplitEncoder, distill_loss, load_encoder, save_encoder
 
     compact.register()
@@ -204,8 +221,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
 
     t0 = time.monotonic()
     rng = np.random.default_rng([opts.seed, 0x7E5E])
-    beds = {k: aug.make_noise(k, int(opts.crowd_bed_s * 16000), rng, crowd_pool="train")
-            for k in _CROWD}
+    beds = crowd_beds(opts, rng) if opts.variants else {}
     teach = opts.distill > 0
     # (frozen part's output, label, the noise-free copy's embeddings when distilling); all
     # before the first step, so the targets come from the encoder as it was given.
