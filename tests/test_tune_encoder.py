@@ -115,12 +115,17 @@ def test_tune_options_are_validated() -> None:
         TuneOptions(context_s=-0.1).validate(4)
 
 
+def _one_bed_each() -> dict[str, list[np.ndarray]]:
+    """One 8 s bed of Gaussian noise per crowd kind: copies without the cost of a crowd."""
+    return {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
+            for k in ("babble", "cafe")}
+
+
 def test_noisy_copies_carry_noise_beyond_the_words() -> None:
     """A noisy copy is the utterance padded by 0..context_s per side (drawn per copy), with
     noise over all of it; context_s 0 keeps its length."""
     audio = speechlike(SR, seed=3).astype(np.float32)
-    beds = {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
-            for k in ("babble", "cafe")}
+    beds = _one_bed_each()
     lengths = []
     for seed in range(20):
         copy, quiet = _noisy_copy(audio, np.random.default_rng(seed), beds,
@@ -162,8 +167,7 @@ def test_noisy_copies_get_mid_command_pauses() -> None:
     """With pause_prob 1 every copy is 0.3-1.2 s longer (the pause, then filled by noise);
     with 0 none is."""
     audio = speechlike(SR, seed=4).astype(np.float32)
-    beds = {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
-            for k in ("babble", "cafe")}
+    beds = _one_bed_each()
     grown = []
     for s in range(10):
         copy, quiet = _noisy_copy(audio, np.random.default_rng(s), beds,
@@ -189,8 +193,7 @@ def test_distill_targets_are_the_encoders_own_embeddings_of_the_quiet_copy() -> 
     enc = WT.load_encoder(W.model_dir()).eval()
     split = WT.SplitEncoder(enc, 2)
     audio = speechlike(2 * SR, seed=6)
-    beds = {k: [np.random.default_rng(1).normal(0, 0.1, 8 * SR).astype(np.float32)]
-            for k in ("babble", "cafe")}
+    beds = _one_bed_each()
     noisy, quiet = _noisy_copy(audio, np.random.default_rng(3), beds,
                                TuneOptions(context_s=0.4, pause_prob=1.0))
     clips = [(audio, audio), (noisy, quiet)]
