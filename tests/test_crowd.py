@@ -82,3 +82,24 @@ def test_cafe_is_a_murmur_bed_plus_capped_clatter_and_rumble() -> None:
 def test_cafe_is_for_evaluation_only_by_default() -> None:
     assert "cafe" in aug.NOISE_KINDS
     assert "cafe" not in aug.AugmentOptions().noise_kinds
+
+
+def test_a_larger_pool_holds_more_voices_and_keeps_the_murmur_at_16() -> None:
+    small, large = crowd.talker_pool("train"), crowd.talker_pool("train", 16000, 24)
+    assert len(large) == 24 and all(t.size == 20 * 16000 for t in large)
+    assert len({t.tobytes() for t in large}) == 24
+    held = crowd.talker_pool("eval")
+    assert not any(np.array_equal(a, b) for a in large for b in held)
+    # Babble from the larger pool mixes its tracks: one talker is a window of one of them.
+    one = crowd.babble_noise(8000, np.random.default_rng(5), talkers=1, pool_talkers=24)
+    assert max(_best_match(one, t) for t in large) == pytest.approx(1.0, abs=1e-3)
+    # Café beds of a larger pool: 16 talkers each (its every voice would be a steadier
+    # noise), a different choice per bed; as many beds per 16 talkers as the standard pool.
+    beds = crowd._cafe_beds("train", 16000, 24)
+    assert len(beds) == len(crowd._cafe_beds("train", 16000)) == 4
+    assert len({b.tobytes() for b in beds}) == 4
+    assert crowd.cafe_noise(16000, np.random.default_rng(1), pool_talkers=24).shape == (16000,)
+    assert len(small) == 16
+    for bad in (5, 229):
+        with pytest.raises(ValueError, match=r"a crowd pool holds 6\.\.228 talkers"):
+            crowd.talker_pool("train", 16000, bad)

@@ -14,6 +14,7 @@ from daemon import compact, frontends
 from daemon import frontend_whisper as W
 from daemon.errors import ConfigError, DataError
 from daemon.model import load_backend
+from trainer import augment as aug
 from trainer import whisper_torch as WT
 from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, crowd_beds, tune
 
@@ -161,6 +162,19 @@ def test_crowd_beds_are_independent_draws() -> None:
     np.testing.assert_array_equal(again["babble"][2], beds["babble"][2])  # seeded
     with pytest.raises(ConfigError, match="crowd_beds must be >= 1"):
         TuneOptions(crowd_beds=0).validate(4)
+
+
+def test_crowd_beds_draw_on_crowd_talkers_voices() -> None:
+    """A larger training crowd: the beds' babble is mixed from that many pool tracks."""
+    beds = crowd_beds(TuneOptions(crowd_beds=1, crowd_bed_s=1.0, crowd_talkers=24),
+                      np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    expected = aug.make_noise("babble", SR, rng, crowd_pool="train", crowd_talkers=24)
+    np.testing.assert_array_equal(beds["babble"][0], expected)
+    standard = crowd_beds(TuneOptions(crowd_beds=1, crowd_bed_s=1.0), np.random.default_rng(0))
+    assert not np.allclose(standard["babble"][0], expected)
+    with pytest.raises(ConfigError, match=r"--crowd-talkers: a crowd pool holds 6\.\.228"):
+        TuneOptions(crowd_talkers=3).validate(4)
 
 
 def test_noisy_copies_get_mid_command_pauses() -> None:

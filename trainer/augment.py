@@ -86,9 +86,11 @@ def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray
 
 
 def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-               files: Sequence[np.ndarray] = (), crowd_pool: str = "train") -> np.ndarray:
+               files: Sequence[np.ndarray] = (), crowd_pool: str = "train",
+               crowd_talkers: int | None = None) -> np.ndarray:
     """``n`` samples of noise ``kind`` (one of NOISE_KINDS, or "file" to crop ``files``);
-    babble and café come from ``crowd_pool`` (evaluation and demo calls use "eval")."""
+    babble and café come from ``crowd_pool`` (evaluation and demo calls use "eval") of
+    ``crowd_talkers`` voices (None: the standard 16)."""
     if kind == "white":
         return white_noise(n, rng)
     if kind == "pink":
@@ -101,7 +103,8 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, sample_rate_hz: int 
         from trainer import crowd  # imports this module
 
         make = crowd.babble_noise if kind == "babble" else crowd.cafe_noise
-        return make(n, rng, sample_rate_hz, pool=crowd_pool)
+        return make(n, rng, sample_rate_hz, pool=crowd_pool,
+                    pool_talkers=crowd_talkers or crowd.POOL_TALKERS)
     if kind == "file":
         if not files:
             raise ValueError("noise kind 'file' needs at least one loaded noise file")

@@ -28,9 +28,11 @@ _BABBLE_TEXT = (
 )
 
 # Mixing 3-6 of 16 tracks at random offsets and gains gives each babble clip its own crowd.
+# Larger pools (tune-encoder's ``crowd_talkers``) give a crowd more voices to draw from.
 CROWD_POOLS: tuple[str, ...] = ("train", "eval")
-_POOL_TALKERS = 16
+POOL_TALKERS = 16
 _POOL_TRACK_S = 20.0
+_MAX_BABBLE_TALKERS = 6
 
 
 def pool_speakers(pool: str) -> list[EspeakSpeaker]:
@@ -43,18 +45,29 @@ def pool_speakers(pool: str) -> list[EspeakSpeaker]:
     return tts_espeak.all_speakers(seed=12345)[index :: len(CROWD_POOLS)]
 
 
+def check_pool_talkers(talkers: int, pool: str = "train") -> None:
+    """A pool size babble can draw its 3-6 talkers from and the pool's voices can fill."""
+    n_voices = len(pool_speakers(pool))
+    if not _MAX_BABBLE_TALKERS <= talkers <= n_voices:
+        raise ValueError(f"a crowd pool holds {_MAX_BABBLE_TALKERS}..{n_voices} talkers "
+                         f"(babble mixes up to {_MAX_BABBLE_TALKERS}; the {pool} pool has "
+                         f"{n_voices} voices), got {talkers}")
+
+
 @functools.lru_cache(maxsize=4)
-def talker_pool(pool: str = "train", sample_rate_hz: int = 16000) -> tuple[np.ndarray, ...]:
-    """``_POOL_TALKERS`` tracks of one eSpeak talker each saying random word strings, made
-    once per process (about 1.5 s); unit RMS per sentence."""
+def talker_pool(pool: str = "train", sample_rate_hz: int = 16000,
+                talkers: int = POOL_TALKERS) -> tuple[np.ndarray, ...]:
+    """``talkers`` tracks of one eSpeak voice each saying random word strings, made once per
+    process (about 0.1 s per track); unit RMS per sentence."""
     from trainer import tts_espeak
 
+    check_pool_talkers(talkers, pool)
     speakers = pool_speakers(pool)
     rng = np.random.default_rng([0xBAB, CROWD_POOLS.index(pool)])
     words = _BABBLE_TEXT.split()
     n = int(_POOL_TRACK_S * sample_rate_hz)
     tracks = []
-    for i in rng.choice(len(speakers), size=_POOL_TALKERS, replace=False):
+    for i in rng.choice(len(speakers), size=talkers, replace=False):
         track = np.zeros(n, dtype=np.float32)
         filled = 0
         while filled < n:
@@ -68,11 +81,13 @@ def talker_pool(pool: str = "train", sample_rate_hz: int = 16000) -> tuple[np.nd
 
 
 def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-                 talkers: int | None = None, pool: str = "train") -> np.ndarray:
+                 talkers: int | None = None, pool: str = "train",
+                 pool_talkers: int = POOL_TALKERS) -> np.ndarray:
     """Several overlapped eSpeak talkers saying random word strings (crowd / office): 3-6
-    tracks of ``pool`` (:func:`talker_pool`), each from a random point at 0.5-1.0 gain."""
-    tracks = talker_pool(pool, sample_rate_hz)
-    k = talkers if talkers is not None else int(rng.integers(3, 7))
+    tracks of ``pool`` (:func:`talker_pool` of ``pool_talkers``), each from a random point at
+    0.5-1.0 gain."""
+    tracks = talker_pool(pool, sample_rate_hz, pool_talkers)
+    k = talkers if talkers is not None else int(rng.integers(3, _MAX_BABBLE_TALKERS + 1))
     if not 1 <= k <= len(tracks):
         raise ValueError(f"talkers must be in 1..{len(tracks)}, got {k}")
     out = np.zeros(n, dtype=np.float32)
@@ -81,7 +96,7 @@ def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
     return aug._unit_rms(out)
 
 
-_CAFE_BEDS = 4
+_CAFE_BEDS = 4  # per POOL_TALKERS tracks in the pool
 
 
 def _circular_convolve(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
@@ -90,14 +105,19 @@ def _circular_convolve(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _cafe_beds(pool: str, sample_rate_hz: int) -> tuple[np.ndarray, ...]:
-    """Murmur beds: every talker of ``pool`` at once, each 2-8 m away in a live room."""
-    tracks = talker_pool(pool, sample_rate_hz)
+def _cafe_beds(pool: str, sample_rate_hz: int,
+               pool_talkers: int = POOL_TALKERS) -> tuple[np.ndarray, ...]:
+    """Murmur beds: ``POOL_TALKERS`` talkers of ``pool`` at once (all of a pool that size,
+    else a random choice per bed), each 2-8 m away in a live room."""
+    tracks = talker_pool(pool, sample_rate_hz, pool_talkers)
     rng = np.random.default_rng([0xCAFE, CROWD_POOLS.index(pool)])
     beds = []
-    for _ in range(_CAFE_BEDS):
+    for _ in range(_CAFE_BEDS * max(1, len(tracks) // POOL_TALKERS)):
         bed = np.zeros_like(tracks[0])
-        for track in tracks:
+        # A murmur of a larger pool's every talker would be a steadier noise, not more voices.
+        chosen = (tracks if len(tracks) == POOL_TALKERS else
+                  [tracks[int(i)] for i in rng.choice(len(tracks), POOL_TALKERS, replace=False)])
+        for track in chosen:
             ir = aug.room_impulse(rng, sample_rate_hz, float(rng.uniform(0.5, 0.9)))
             ir[0] *= 0.25  # far from the microphone: mostly room, little direct sound
             shifted = np.roll(track, int(rng.integers(track.size)))
@@ -125,12 +145,12 @@ def _clatter(n: int, rng: np.random.Generator, sample_rate_hz: int,
 
 
 def cafe_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
-               pool: str = "train") -> np.ndarray:
+               pool: str = "train", pool_talkers: int = POOL_TALKERS) -> np.ndarray:
     """A café: a murmur of 16 distant, reverberant talkers (no voice stands out, unlike
     :func:`babble_noise`'s 3-6 near ones) over clatter and a low rumble; the kind of noise
     the Picovoice Rhino benchmark mixes in (a café recording). The clatter's loudest frame
     stays below the murmur's, so under a max-frame-energy SNR the murmur sets the level."""
-    beds = _cafe_beds(pool, sample_rate_hz)
+    beds = _cafe_beds(pool, sample_rate_hz, pool_talkers)
     bed = aug.fit_length(beds[int(rng.integers(len(beds)))], n, rng)
     clatter = _clatter(n, rng, sample_rate_hz)
     peak = max_frame_energy(clatter, sample_rate_hz)

@@ -80,6 +80,8 @@ class TuneOptions:
     # bed would give every copy the same few voices saying the same words.
     crowd_beds: int = 64
     crowd_bed_s: float = 30.0
+    # Voices of the training crowd pool the beds are mixed from (synth's noise uses 16).
+    crowd_talkers: int = 16
 
     def validate(self, n_layers: int | None = None) -> None:
         """Every option; the layer count only against ``n_layers`` (known once the encoder
@@ -104,6 +106,12 @@ class TuneOptions:
             raise ConfigError(f"crowd_bed_s must be > 0, got {self.crowd_bed_s}")
         if self.crowd_beds < 1:
             raise ConfigError(f"crowd_beds must be >= 1, got {self.crowd_beds}")
+        from trainer import crowd
+
+        try:
+            crowd.check_pool_talkers(self.crowd_talkers)
+        except ValueError as exc:
+            raise ConfigError(f"--crowd-talkers: {exc}") from None
         if self.variants < 0:
             raise ConfigError(f"--variants must be >= 0, got {self.variants}")
         for name in ("encoder_lr", "head_lr"):
@@ -142,8 +150,8 @@ def crowd_beds(opts: TuneOptions, rng: np.random.Generator) -> dict[str, list[np
     from trainer import augment as aug
 
     n = int(opts.crowd_bed_s * 16000)
-    return {k: [aug.make_noise(k, n, rng, crowd_pool="train") for _ in range(opts.crowd_beds)]
-            for k in _CROWD}
+    return {k: [aug.make_noise(k, n, rng, crowd_pool="train", crowd_talkers=opts.crowd_talkers)
+                for _ in range(opts.crowd_beds)] for k in _CROWD}
 
 
 def _fit_split(model_dir: Path) -> tuple[int, float]:
@@ -362,6 +370,7 @@ _CLI_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("tune_stem", bool, "train the conv stem too (needs every layer tuned, the default)"),
     ("distill", float, "weight of a loss pulling each noisy copy's embeddings towards the "
                        "untuned encoder's of its noise-free version (0: off)"),
+    ("crowd_talkers", int, "voices of the training crowd pool babble and café are mixed from"),
     ("seed", int, "seed"),
     ("threads", int, "torch CPU threads"),
 )
