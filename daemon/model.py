@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon import frontends
+from daemon import ensemble, frontends
 from daemon.compact import MODEL_TYPE, CompactForAudioClassification
 from daemon.errors import DataError
 
@@ -188,7 +188,7 @@ class HFBackend:
         return HFUtteranceScorer(self)
 
 
-def _read_model_type(path: Path) -> str:
+def read_config(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise DataError(f"model dir {path} does not exist; {_EXPECTED}")
     if not path.is_dir():
@@ -202,7 +202,7 @@ def _read_model_type(path: Path) -> str:
         raise DataError(f"{cfg}: cannot read it as JSON ({err}); {_EXPECTED}") from err
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
         raise DataError(f"{cfg}: no \"model_type\" key; {_EXPECTED}")
-    return data["model_type"]
+    return data
 
 
 def _frontend_weights(config: Any, path: Path) -> Path | None:
@@ -223,17 +223,24 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def load_backend(model_dir: str | Path, threads: int = 1) -> CompactBackend | HFBackend:
-    """Load a saved model dir for inference with ``threads`` intra-op CPU threads.
+def load_backend(model_dir: str | Path,
+                 threads: int = 1) -> CompactBackend | HFBackend | ensemble.EnsembleBackend:
+    """Load a saved model dir (or an ensemble of them) for inference with ``threads``
+    intra-op CPU threads.
 
     Raises DataError (one line naming the path) when the dir is missing or not a model.
     """
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     path = Path(model_dir).expanduser()
-    model_type = _read_model_type(path)
+    config = read_config(path)
+    model_type = config["model_type"]
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if model_type == ensemble.MODEL_TYPE:
+        backend = ensemble.load(path, config, threads, load_backend)
+        logger.info("loaded ensemble %s of %d models", path, len(backend.members))
+        return backend
     torch.set_num_threads(threads)
     name = path.resolve().name
     try:

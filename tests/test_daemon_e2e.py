@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -188,6 +189,30 @@ def test_file_input_8khz(call: dict[str, Path], compact_model: Any) -> None:
     events = _run(_cmd(Path(compact_model), "--input", str(call["wav8k"]), "--no-realtime"),
                   _env())
     _check(events, _read_truth(call["truth"]), "file 8 kHz")
+
+
+def test_ensemble_model(call: dict[str, Path], compact_model: Any,
+                        file_events: list[dict[str, Any]], tmp_path: Path) -> None:
+    """An ensemble dir runs like any model: the fixture model with a copy of itself at twice
+    its score temperature ranks every label as the model alone (the same top lists and
+    boundaries), with scores between the two members' (so no higher than the model's alone)."""
+    from trainer.ensemble_cli import build_ensemble
+
+    hot = tmp_path / "hot"
+    shutil.copytree(compact_model, hot)
+    cfg = json.loads((hot / "config.json").read_text())
+    cfg["score_temperature"] = 2 * cfg.get("score_temperature", 1.0)
+    (hot / "config.json").write_text(json.dumps(cfg))
+    build_ensemble([Path(compact_model), hot], tmp_path / "pair")
+    events = _verdicts(_run(_cmd(tmp_path / "pair", "--input", str(call["wav"]),
+                                 "--no-realtime"), _env()))
+    alone = _verdicts(file_events)
+    assert len(events) == len(alone) and {e["model"] for e in events} == {"pair"}
+    for e, a in zip(events, alone, strict=True):
+        assert (e["start_s"], e["end_s"]) == (a["start_s"], a["end_s"])
+        assert [t["intent"] for t in e["top"]] == [t["intent"] for t in a["top"]]
+        assert e["top"][0]["score"] <= a["top"][0]["score"]  # (both 1.0 when certain)
+    assert sum(e["top"][0]["score"] for e in events) < sum(a["top"][0]["score"] for a in alone)
 
 
 def test_stdin_with_unix_socket_clients(call: dict[str, Path], compact_model: Any,

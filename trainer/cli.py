@@ -35,6 +35,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "trainer.tune_encoder", "add_tune_arguments", "run_tune",
         "tune a Whisper-front-end compact model's top encoder layers with its head, in noise",
     ),
+    "ensemble": (
+        "trainer.ensemble_cli", "add_ensemble_arguments", "run_ensemble",
+        "combine models over the same labels into one model dir that averages their verdicts",
+    ),
 }
 
 
