@@ -80,7 +80,8 @@ class TuneOptions:
     # bed would give every copy the same few voices saying the same words.
     crowd_beds: int = 64
     crowd_bed_s: float = 30.0
-    # Voices of the training crowd pool the beds are mixed from (synth's noise uses 16).
+    # Voices of the training crowd pool the beds are mixed from (synth's noise uses 16);
+    # 64 measured no better on unseen babble talkers (README, "Crowd beds").
     crowd_talkers: int = 16
 
     def validate(self, n_layers: int | None = None) -> None:
