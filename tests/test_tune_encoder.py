@@ -16,7 +16,8 @@ from daemon.errors import ConfigError, DataError
 from daemon.model import load_backend
 from trainer import augment as aug
 from trainer import whisper_torch as WT
-from trainer.tune_encoder import TuneOptions, _fit_split, _noisy_copy, crowd_beds, tune
+from trainer.heldout import fit_split
+from trainer.tune_encoder import TuneOptions, _noisy_copy, crowd_beds, tune
 
 SR = 16000
 
@@ -322,9 +323,9 @@ def test_tune_stem_trains_the_convolutions(compact_model: Path, synth_data: Path
 
 
 def test_tune_splits_the_data_as_fit_did(compact_model: Path, tmp_path: Path) -> None:
-    assert _fit_split(compact_model) == (0, 0.2)  # the fixture's fit seed
+    assert fit_split(compact_model) == (0, 0.2)  # the fixture's fit seed
     (tmp_path / "report.json").write_text(json.dumps({"utterance_accuracy": 0.9}))
-    assert _fit_split(tmp_path) == (42, 0.2)  # older reports: fit's defaults
+    assert fit_split(tmp_path) == (42, 0.2)  # older reports: fit's defaults
 
 
 def test_missing_tuned_weights_is_one_clear_error(tuned_model: tuple[Path, dict],

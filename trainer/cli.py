@@ -39,6 +39,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "trainer.ensemble_cli", "add_ensemble_arguments", "run_ensemble",
         "combine models over the same labels into one model dir that averages their verdicts",
     ),
+    "soup": (
+        "trainer.soup", "add_soup_arguments", "run_soup",
+        "average the weights of compact models tuned from one model into one model",
+    ),
 }
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from daemon.errors import ConfigError, DataError
-from trainer import pauses
+from trainer import heldout, pauses
 
 log = logging.getLogger(__name__)
 
@@ -155,18 +155,6 @@ def crowd_beds(opts: TuneOptions, rng: np.random.Generator) -> dict[str, list[np
                 for _ in range(opts.crowd_beds)] for k in _CROWD}
 
 
-def _fit_split(model_dir: Path) -> tuple[int, float]:
-    """The seed and test fraction ``fit`` split the data with (its defaults for models saved
-    before the report kept them), so tuning never trains on the held-out utterances."""
-    try:
-        split = json.loads((model_dir / "report.json").read_text(encoding="utf-8"))["split"]
-        return int(split["seed"]), float(split["test_fraction"])
-    except (OSError, ValueError, KeyError, TypeError):
-        log.warning("%s/report.json does not say how fit split the data; assuming fit's "
-                    "defaults (--seed 42, --test-fraction 0.2)", model_dir)
-        return 42, 0.2
-
-
 def _check_out(src: Path, dst: Path) -> None:
     if dst.resolve() == src.resolve():
         raise ConfigError("--out must differ from --model (the untuned model is kept)")
@@ -200,7 +188,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
         raise ConfigError(f"{model_dir}: tune-encoder needs a compact model on the "
                           f"whisper_tiny_en front-end, this one uses "
                           f"{cfg.get('frontend', 'speech_embedding')!r}")
-    seed, fraction = _fit_split(model_dir)
+    seed, fraction = heldout.fit_split(model_dir)
     dataset = load_data(data, seed=seed, test_fraction=fraction)
     id2label = cfg.get("id2label") or {}
     try:
@@ -303,47 +291,12 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     extractor = AutoFeatureExtractor.from_pretrained(model_dir, local_files_only=True)
     extractor.frontend_weights = WEIGHTS_SUBDIR
     extractor.weights_dir = out / WEIGHTS_SUBDIR
-    summary.update(_held_out(head, extractor, dataset, model_labels))
+    summary.update(heldout.measure(head, extractor, dataset, model_labels))
     head.save_pretrained(str(out))
     extractor.save_pretrained(str(out))
     _update_report(out, summary)
     out.rename(final)
     return summary
-
-
-def _held_out(head: Any, extractor: Any, dataset: Any, labels: list[str]) -> dict[str, Any]:
-    """Held-out accuracy through the daemon's CTranslate2 path with the tuned weights (the
-    model's own feature extractor), and the score temperature re-fitted on it (sets
-    ``head.config.score_temperature``)."""
-    import torch
-
-    from trainer.calibrate import fit_temperature
-    from trainer.data import load_audio
-
-    label_id = {lab: i for i, lab in enumerate(labels)}
-    result: dict[str, Any] = {}
-    all_logits, all_y = [], []
-    for name, examples in (("test", dataset.test), ("noisy", list(dataset.noisy))):
-        if not examples:
-            continue
-        logits = []
-        for i in range(0, len(examples), 32):
-            batch = extractor([load_audio(ex, 16000) for ex in examples[i : i + 32]],
-                              sampling_rate=16000, return_tensors="pt")
-            with torch.inference_mode():
-                logits.append(head(**batch).logits.numpy())
-        z = np.concatenate(logits)
-        y = np.array([label_id[ex.label] for ex in examples])
-        result[f"{name}_accuracy"] = round(float(np.mean(z.argmax(axis=1) == y)), 4)
-        all_logits.append(z)
-        all_y.append(y)
-        log.info("tune-encoder: %s split accuracy %.4f (%d utterances)", name,
-                 result[f"{name}_accuracy"], len(examples))
-    if all_logits:
-        cal = fit_temperature(np.concatenate(all_logits), np.concatenate(all_y))
-        head.config.score_temperature = cal.temperature
-        result["calibration"] = cal.as_report()
-    return result
 
 
 def _update_report(out: Path, summary: dict[str, Any]) -> None:
