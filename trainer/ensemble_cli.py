@@ -27,20 +27,26 @@ def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
                         help="new ensemble model dir (members are copied in)")
 
 
-def build_ensemble(models: list[Path], out: Path) -> dict[str, object]:
-    """Check ``models`` load and agree, then write the ensemble dir ``out``."""
-    from daemon.model import load_backend, read_config
-
+def check_member_dirs(models: list[Path], out: Path, what: str, twice: str) -> None:
+    """At least two distinct members, and an ``out`` that is new and outside them (``what``
+    names the result in messages, ``twice`` says why a repeated member is refused)."""
     if len(models) < 2:
-        raise ConfigError(f"an ensemble needs at least 2 --model dirs, got {len(models)}")
+        raise ConfigError(f"{what} needs at least 2 --model dirs, got {len(models)}")
     if len({m.resolve() for m in models}) < len(models):
-        raise ConfigError("the same --model dir is given twice; an ensemble of one model "
-                          "twice gives that model's verdicts at twice the cost")
+        raise ConfigError(f"the same --model dir is given twice; {twice}")
     if out.exists():
         raise DataError(f"{out}: already exists; choose another --out or remove it")
     for m in models:
         if out.resolve().is_relative_to(m.resolve()):
             raise ConfigError(f"--out {out} is inside member {m}; write it elsewhere")
+
+
+def build_ensemble(models: list[Path], out: Path) -> dict[str, object]:
+    """Check ``models`` load and agree, then write the ensemble dir ``out``."""
+    from daemon.model import load_backend, read_config
+
+    check_member_dirs(models, out, "an ensemble", "an ensemble of one model twice gives "
+                      "that model's verdicts at twice the cost")
     for m in models:  # every dir a model, before seconds of loading
         if read_config(m)["model_type"] == ensemble.MODEL_TYPE:
             raise ConfigError(f"{m} is itself an ensemble; pass its members as --model")

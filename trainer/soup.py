@@ -60,17 +60,9 @@ def _check_members(models: list[Path], out: Path) -> list[dict[str, Any]]:
     and one label map."""
     from daemon import compact
     from daemon.model import read_config
+    from trainer.ensemble_cli import check_member_dirs
 
-    if len(models) < 2:
-        raise ConfigError(f"a soup needs at least 2 --model dirs, got {len(models)}")
-    if len({m.resolve() for m in models}) < len(models):
-        raise ConfigError("the same --model dir is given twice; a soup of one model is that "
-                          "model")
-    if out.exists():
-        raise DataError(f"{out}: already exists; choose another --out or remove it")
-    for m in models:
-        if out.resolve().is_relative_to(m.resolve()):
-            raise ConfigError(f"--out {out} is inside member {m}; write it elsewhere")
+    check_member_dirs(models, out, "a soup", "a soup of one model is that model")
     configs = [read_config(m) for m in models]
     for m, cfg in zip(models, configs, strict=True):
         if cfg["model_type"] != compact.MODEL_TYPE:
