@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import ConfigError, DataError
+from trainer.tune_encoder import WEIGHTS_SUBDIR
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_SUBDIR = "whisper"
 # Held-out accuracy a soup may lose against its best member before it is refused: beyond
 # the noise of one re-measurement, short of what averaging unrelated weights costs.
 TOLERANCE = 0.02
@@ -107,13 +107,14 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
 
     compact.register()
     torch.set_num_threads(threads)
-    heads, members = [], []
+    heads, extractors, members = [], [], []
     for m in models:
         head = AutoModelForAudioClassification.from_pretrained(m, local_files_only=True).eval()
         extractor = AutoFeatureExtractor.from_pretrained(m, local_files_only=True)
         scores = heldout.measure(head, extractor, dataset, labels, who=f"soup member {m}",
                                  calibrate=False)
         heads.append(head)
+        extractors.append(extractor)
         members.append({"model": str(m), **scores})
 
     soup = heads[0]
@@ -122,7 +123,7 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
     if partial.exists():
         shutil.rmtree(partial)
     shutil.copytree(models[0], partial, ignore=shutil.ignore_patterns(*_NOT_COPIED))
-    extractor = AutoFeatureExtractor.from_pretrained(models[0], local_files_only=True)
+    extractor = extractors[0]  # the soup's: member 0's, pointed at the averaged encoder
     tuned = [cfg.get("frontend_weights") for cfg in configs]
     if configs[0].get("frontend") == frontends.WHISPER_TINY_EN and any(tuned):
         from trainer.whisper_torch import load_encoder, save_encoder
@@ -131,23 +132,23 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
                    for m, sub in zip(models, tuned, strict=True)]
         encoders = [load_encoder(s) for s in sources]
         encoders[0].load_state_dict(_mean_state([e.state_dict() for e in encoders]))
-        if (partial / WEIGHTS_SUBDIR).exists() and tuned[0] != WEIGHTS_SUBDIR:
-            shutil.rmtree(partial / WEIGHTS_SUBDIR)
-        if tuned[0] and tuned[0] != WEIGHTS_SUBDIR:
-            shutil.rmtree(partial / tuned[0], ignore_errors=True)
+        # Member 0's copied weights (whatever their dir's name) give way to the average.
+        for sub in {tuned[0], WEIGHTS_SUBDIR} - {None}:
+            shutil.rmtree(partial / sub, ignore_errors=True)
         save_encoder(encoders[0], sources[0], partial / WEIGHTS_SUBDIR)
         soup.config.frontend_weights = WEIGHTS_SUBDIR
         extractor.frontend_weights = WEIGHTS_SUBDIR
         extractor.weights_dir = partial / WEIGHTS_SUBDIR
     scores = heldout.measure(soup, extractor, dataset, labels, who="soup")
     best = max(members, key=lambda s: s.get("held_out_accuracy", 0.0))
-    if scores.get("held_out_accuracy", 0.0) < best.get("held_out_accuracy", 0.0) - TOLERANCE:
+    soup_acc, best_acc = (s.get("held_out_accuracy", 0.0) for s in (scores, best))
+    if soup_acc < best_acc - TOLERANCE:
         shutil.rmtree(partial)
         raise DataError(
-            f"the soup scores {scores.get('held_out_accuracy', 0.0):.1%} held out, its best "
-            f"member {best['model']} {best.get('held_out_accuracy', 0.0):.1%}: the members "
-            f"were not tuned from one model, so their weights do not average; use the best "
-            f"member, or intentd-train ensemble to average their verdicts")
+            f"the soup scores {soup_acc:.1%} held out, its best member {best['model']} "
+            f"{best_acc:.1%}: the members were not tuned from one model, so their weights do "
+            f"not average; use the best member, or intentd-train ensemble to average their "
+            f"verdicts")
     soup.save_pretrained(str(partial))
     extractor.save_pretrained(str(partial))
     from trainer.report import write_json
@@ -157,7 +158,7 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
                                          "split": {"seed": seed, "test_fraction": fraction}})
     partial.rename(out)
     log.info("wrote soup %s of %d models: held out %.4f (best member %.4f)", out, len(models),
-             scores.get("held_out_accuracy", 0.0), best.get("held_out_accuracy", 0.0))
+             soup_acc, best_acc)
     return {"out": str(out), "members": members,
             **{k: v for k, v in scores.items() if k.endswith("_accuracy")}}
 
