@@ -134,6 +134,19 @@ def test_soup_members_are_checked(compact_model: Path, synth_data: Path,
         build_soup([compact_model, resplit], data, tmp_path / "o")
     with pytest.raises(ConfigError, match="--threads must be >= 1"):
         build_soup([compact_model, twin], data, tmp_path / "o", threads=0)
+    # Both members carry the same edited labels, so only the data check can catch them.
+    for name, id2label, error, match in (
+            ("holes", {"0": "a", "2": "b"}, DataError, "id2label must name every class id"),
+            ("renamed", None, ConfigError,
+             r"differ from the model's .*pass the data the members were fit on")):
+        pair = [tmp_path / f"{name}{i}" for i in (1, 2)]
+        for member in pair:
+            shutil.copytree(compact_model, member)
+            cfg = json.loads((member / "config.json").read_text())
+            cfg["id2label"] = id2label or {**cfg["id2label"], "0": "not_in_the_data"}
+            (member / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(error, match=match):
+            build_soup(pair, data, tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
 

@@ -29,6 +29,25 @@ def fit_split(model_dir: Path) -> tuple[int, float]:
         return 42, 0.2
 
 
+def load_with_labels(data: str, split: tuple[int, float], id2label: dict[str, str],
+                     source: Path, fix: str) -> tuple[Any, list[str]]:
+    """``data`` split as ``fit`` split it, and the model's labels in class-id order; the
+    data must hold exactly those labels (``fix`` says what to pass instead)."""
+    from daemon.errors import ConfigError, DataError
+    from trainer.data import load_data
+
+    try:
+        labels = [id2label[str(i)] for i in range(len(id2label))]
+    except KeyError as err:
+        raise DataError(f"{source}: id2label must name every class id 0..n-1") from err
+    seed, fraction = split
+    dataset = load_data(data, seed=seed, test_fraction=fraction)
+    if sorted(labels) != sorted(dataset.labels):
+        raise ConfigError(f"{data}: its labels {sorted(dataset.labels)} differ from the "
+                          f"model's {sorted(labels)}; {fix}")
+    return dataset, labels
+
+
 def logits(head: Any, extractor: Any, examples: list[Any]) -> np.ndarray:
     """``[n, classes]`` logits of ``examples`` through the model's own feature extractor
     (the daemon's CTranslate2 path for a Whisper front-end, tuned weights included)."""

@@ -85,20 +85,16 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     configs = _check_members(models, out)
     from trainer import heldout
-    from trainer.data import load_data
 
     splits = {heldout.fit_split(m) for m in models}
     if len(splits) > 1:
         raise ConfigError(f"the members were fit with different splits {sorted(splits)} "
                           f"(seed, test fraction): one's held-out utterances are another's "
                           f"training data, so the soup cannot be measured fairly")
-    seed, fraction = splits.pop()
-    dataset = load_data(data, seed=seed, test_fraction=fraction)
-    id2label = configs[0].get("id2label") or {}
-    labels = [id2label[str(i)] for i in range(len(id2label))]
-    if sorted(labels) != sorted(dataset.labels):
-        raise ConfigError(f"{data}: its labels {sorted(dataset.labels)} differ from the "
-                          f"models' {sorted(labels)}; pass the data they were fit on")
+    seed, fraction = split = splits.pop()
+    dataset, labels = heldout.load_with_labels(
+        data, split, configs[0].get("id2label") or {}, models[0] / "config.json",
+        "pass the data the members were fit on")
 
     import torch
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification

@@ -175,7 +175,7 @@ def _copy_model(src: Path, dst: Path) -> Path:
 
 def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, Any]:
     """Tune ``model_dir``'s encoder and head on ``data``'s train split; write ``out``."""
-    from trainer.data import load_audio, load_data
+    from trainer.data import load_audio
 
     opts.validate()
     _check_out(model_dir, out)
@@ -188,16 +188,9 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
         raise ConfigError(f"{model_dir}: tune-encoder needs a compact model on the "
                           f"whisper_tiny_en front-end, this one uses "
                           f"{cfg.get('frontend', 'speech_embedding')!r}")
-    seed, fraction = heldout.fit_split(model_dir)
-    dataset = load_data(data, seed=seed, test_fraction=fraction)
-    id2label = cfg.get("id2label") or {}
-    try:
-        model_labels = [id2label[str(i)] for i in range(len(id2label))]
-    except KeyError as err:
-        raise DataError(f"{cfg_path}: id2label must name every class id 0..n-1") from err
-    if sorted(model_labels) != sorted(dataset.labels):
-        raise ConfigError(f"{data}: its labels {sorted(dataset.labels)} differ from the "
-                          f"model's {sorted(model_labels)}; tune on the data it was fit on")
+    dataset, model_labels = heldout.load_with_labels(
+        data, heldout.fit_split(model_dir), cfg.get("id2label") or {}, cfg_path,
+        "tune on the data it was fit on")
 
     import torch
     from transformers import AutoModelForAudioClassification
