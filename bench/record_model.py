@@ -3,15 +3,16 @@
 The recipe (README "Model soups"): banking data (400 per intent, seed 7), the compact model
 with a head of 256 channels, its encoder tuned with a crowd of 64 voices, four one-epoch
 continuations of that (+1, +2 on +1, and two more siblings) averaged into a soup, then
-``--round2`` one-epoch continuations of the soup averaged again. Every step is one
+rounds (``--rounds``, default two of three) of one-epoch continuations of the last soup,
+each averaged again; the model of record averages the members of both. Every step is one
 ``intentd-train`` command; a finished step leaves a marker in ``OUT/.done`` and is skipped
-when the script runs again, so an interrupted rebuild (about 5 h on 2 cores) resumes at the
+when the script runs again, so an interrupted rebuild (about 6 h on 2 cores) resumes at the
 step it lost. Then ``intentd-eval`` measures the final model: 6 dB babble in Rhino's
 protocol (gate off) on the 600 commands of record and on all held-out commands under three
 other noise draws, 12 / 9 dB babble, 6 dB café, and the default config with 1 h each of
 babble and silence. Writes ``OUT/record.json`` and ``OUT/record.md``.
 
-Usage: python bench/record_model.py --out DIR [--round2 N] [--threads N] [--dry-run]
+Usage: python bench/record_model.py --out DIR [--rounds N [N ...]] [--threads N] [--dry-run]
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ BIN = Path(sys.executable).parent
 SPEC = ROOT / "examples" / "intents" / "banking.yaml"
 # Rhino's protocol: one command per stream with short gaps, babble by max frame energy.
 RHINO = ["--per-stream", "1", "--gap-s", "0.3", "0.5", "--fa-hours", "0.01"]
+# Members of each round of continuations after the first soup (README "Model soups").
+ROUNDS: tuple[int, ...] = (3, 3)
 
 
-def steps(out: Path, round2: int = 3, threads: int = 2) -> list[tuple[str, list[str]]]:
-    """(output name, argv) per step in order; each output lands in ``out/<name>``."""
+def steps(out: Path, rounds: tuple[int, ...] = ROUNDS, threads: int = 2
+          ) -> list[tuple[str, list[str]]]:
+    """(output name, argv) per step in order; each output lands in ``out/<name>``.
+
+    ``rounds[i]`` one-epoch continuations of ``soup{i+1}`` (seeds numbered on from 5, so a
+    longer recipe keeps the models of a shorter one) are averaged into ``soup{i+2}``; with
+    more than one such round, ``final`` averages all their members."""
     d = str(out / "data")
     tune = ["--data", d, "--crowd-talkers", "64", "--threads", str(threads)]
 
@@ -45,8 +53,7 @@ def steps(out: Path, round2: int = 3, threads: int = 2) -> list[tuple[str, list[
         return dst, ["intentd-train", "soup", *flags, "--data", d, "--out", str(out / dst),
                      "--threads", str(threads)]
 
-    second = [f"r2s{5 + i}" for i in range(round2)]
-    return [
+    plan = [
         ("data", ["intentd-train", "synth", str(SPEC), "--out", d, "--seed", "7", "--force",
                   "--per-intent", "400", "--piper-share", "0", "--flite-share", "0",
                   "--gen-timbres", "400"]),
@@ -57,9 +64,19 @@ def steps(out: Path, round2: int = 3, threads: int = 2) -> list[tuple[str, list[
         more("tuned", "e1", 1), more("e1", "e2", 2), more("tuned", "s3", 3),
         more("tuned", "s4", 4),
         soup("soup1", ["e1", "e2", "s3", "s4"]),
-        *[more("soup1", name, 5 + i) for i, name in enumerate(second)],
-        soup("soup2", second),
     ]
+    seed = 5
+    for k, n in enumerate(rounds, start=2):
+        members = [f"r{k}s{seed + i}" for i in range(n)]
+        plan += [more(f"soup{k - 1}", m, seed + i) for i, m in enumerate(members)]
+        plan.append(soup(f"soup{k}", members))
+        seed += n
+    # The model of record averages every member of the later rounds (session 30: six
+    # members beat the last round's soup alone on the worst of four noise draws).
+    later = [n for n, _ in plan if n.startswith("r") and n[1:2].isdigit()]
+    if len(rounds) > 1:
+        plan.append(soup("final", later))
+    return plan
 
 
 def evaluations(out: Path, model: Path) -> list[tuple[str, list[str]]]:
@@ -106,15 +123,17 @@ def _summary(report: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="work dir (resumable)")
-    ap.add_argument("--round2", type=int, default=3,
-                    help="continuations of the first soup averaged into the final one")
+    ap.add_argument("--rounds", type=int, nargs="+", default=list(ROUNDS), metavar="N",
+                    help="members of each round of continuations after the first soup "
+                         f"(default: {' '.join(map(str, ROUNDS))})")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads per step")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args(argv)
-    if args.round2 < 2:
-        ap.error(f"--round2 must be >= 2 (a soup needs two members), got {args.round2}")
+    if min(args.rounds) < 2:
+        ap.error(f"--rounds: every round needs >= 2 members (a soup of one is that model), "
+                 f"got {' '.join(map(str, args.rounds))}")
     out = args.out.resolve()
-    plan = steps(out, args.round2, args.threads)
+    plan = steps(out, tuple(args.rounds), args.threads)
     evals = evaluations(out, out / plan[-1][0])
     if args.dry_run:
         for _, cmd in [*plan, *evals]:
@@ -133,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"record_model: {name} ...", file=sys.stderr, flush=True)
         seconds[name] = round(_run(name, cmd, out / f"{name.replace('/', '_')}.log"), 1)
         marker.write_text(json.dumps({"seconds": seconds[name], "argv": cmd}) + "\n")
-    record = {"model": str(out / plan[-1][0]), "round2": args.round2,
+    record = {"model": str(out / plan[-1][0]), "rounds": args.rounds,
               "evaluations": {n: _summary(json.loads((out / "eval" / n / "report.json")
                                                      .read_text())) for n, _ in evals},
               "seconds_this_run": seconds}

@@ -34,13 +34,15 @@ def _parse(argv: list[str]):  # type: ignore[no-untyped-def]
     return _build_parser(argv[1]).parse_args(argv[1:])
 
 
-@pytest.mark.parametrize("round2", [2, 3])
-def test_every_step_parses_and_reads_only_earlier_outputs(tmp_path: Path, round2: int) -> None:
+@pytest.mark.parametrize("rounds", [(2,), (3, 3), (3, 2, 4)])
+def test_every_step_parses_and_reads_only_earlier_outputs(tmp_path: Path,
+                                                          rounds: tuple[int, ...]) -> None:
     rm = _recipe()
-    plan = rm.steps(tmp_path, round2=round2, threads=1)
+    plan = rm.steps(tmp_path, rounds=rounds, threads=1)
     names = [n for n, _ in plan]
     assert len(names) == len(set(names))
-    assert names[-1] == "soup2" and sum(n.startswith("r2s") for n in names) == round2
+    final = f"soup{len(rounds) + 1}" if len(rounds) == 1 else "final"
+    assert names[-1] == final
     written: set[Path] = set()
     for name, argv in plan:
         args = _parse(argv)
@@ -54,11 +56,23 @@ def test_every_step_parses_and_reads_only_earlier_outputs(tmp_path: Path, round2
         assert Path(args.data) == tmp_path / "data"
         assert Path(args.out) == tmp_path / name
         written.add(tmp_path / name)
-    soups = {n: _parse(a).model for n, a in plan if n.startswith("soup")}
-    assert len(soups["soup1"]) == 4 and len(soups["soup2"]) == round2
-    for name, argv in rm.evaluations(tmp_path, tmp_path / "soup2"):
+    soups = {n: _parse(a).model for n, a in plan if n.startswith("soup") or n == "final"}
+    assert len(soups["soup1"]) == 4
+    seeds = []
+    for k, n in enumerate(rounds, start=2):
+        members = soups[f"soup{k}"]
+        assert len(members) == n
+        for m in members:  # each member continues the previous round's soup
+            args = _parse(dict(plan)[Path(m).name])
+            assert Path(args.model) == tmp_path / f"soup{k - 1}" and args.epochs == 1
+            seeds.append(args.seed)
+    # Seeds run on from 5, so a recipe with more rounds rebuilds a shorter one's models.
+    assert seeds == list(range(5, 5 + sum(rounds)))
+    if len(rounds) > 1:  # the model of record averages every later-round member
+        assert len(soups["final"]) == sum(rounds)
+    for name, argv in rm.evaluations(tmp_path, tmp_path / final):
         args = _parse(argv)
-        assert Path(args.model) == tmp_path / "soup2"
+        assert Path(args.model) == tmp_path / final
         assert Path(args.out) == tmp_path / "eval" / name
 
 
@@ -70,6 +84,7 @@ def test_dry_run_prints_every_command_and_a_one_member_round_is_refused(
     assert len(lines) == len(rm.steps(tmp_path)) + len(rm.evaluations(tmp_path, tmp_path))
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
     with pytest.raises(SystemExit) as exc:
-        rm.main(["--out", str(tmp_path), "--round2", "1"])
+        rm.main(["--out", str(tmp_path), "--rounds", "3", "1"])
     assert exc.value.code == 2
-    assert "--round2 must be >= 2" in capsys.readouterr().err
+    assert "--rounds: every round needs >= 2 members" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
