@@ -4,7 +4,7 @@ The recipe (README "Model soups"): banking data (400 per intent, seed 7), the co
 with a head of 256 channels, its encoder tuned with a crowd of 64 voices, four one-epoch
 continuations of that (+1, +2 on +1, and two more siblings) averaged into a soup, then
 rounds (``--rounds``, default two of three) of one-epoch continuations of the last soup,
-each averaged again; the model of record averages the members of both. Every step is one
+each averaged again; the model of record averages the members of all. Every step is one
 ``intentd-train`` command; a finished step leaves a marker in ``OUT/.done`` and is skipped
 when the script runs again, so an interrupted rebuild (about 6 h on 2 cores) resumes at the
 step it lost. Then ``intentd-eval`` measures the final model: 6 dB babble in Rhino's
@@ -66,14 +66,15 @@ def steps(out: Path, rounds: tuple[int, ...] = ROUNDS, threads: int = 2
         soup("soup1", ["e1", "e2", "s3", "s4"]),
     ]
     seed = 5
+    later: list[str] = []
     for k, n in enumerate(rounds, start=2):
         members = [f"r{k}s{seed + i}" for i in range(n)]
         plan += [more(f"soup{k - 1}", m, seed + i) for i, m in enumerate(members)]
         plan.append(soup(f"soup{k}", members))
+        later += members
         seed += n
     # The model of record averages every member of the later rounds (session 30: six
     # members beat the last round's soup alone on the worst of four noise draws).
-    later = [n for n, _ in plan if n.startswith("r") and n[1:2].isdigit()]
     if len(rounds) > 1:
         plan.append(soup("final", later))
     return plan
