@@ -286,6 +286,25 @@ def test_mulaw_round_trip_and_telephone_length() -> None:
     assert aug.telephone(a).shape == a.shape
 
 
+def test_telephone_is_causal_and_band_limited() -> None:
+    # A burst after 2 s of silence: a non-causal (FFT-mask) band-pass put ringing ahead of
+    # it, which the VAD took for the start of speech ~0.5 s early on 8 kHz calls.
+    sr = 16000
+    t = np.arange(sr) / sr
+    burst = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    x = np.concatenate([np.zeros(2 * sr, np.float32), burst])
+    y = aug.telephone(x, sr)
+    # Only the resamplers' short linear-phase kernels may reach ahead: nothing 20 ms before.
+    ahead = y[: 2 * sr - sr // 50]
+    assert float(np.sqrt(np.mean(ahead ** 2))) < 1e-4
+    # 1 kHz passes within 1 dB; 100 Hz (below the 300 Hz band edge) loses at least 20 dB.
+    mid = slice(2 * sr + sr // 4, 3 * sr - sr // 4)
+    assert abs(20 * np.log10(np.std(y[mid]) / np.std(x[mid]))) < 1.0
+    low = (0.5 * np.sin(2 * np.pi * 100.0 * t)).astype(np.float32)
+    y_low = aug.telephone(low, sr)
+    assert 20 * np.log10(np.std(y_low[sr // 4: -sr // 4]) / np.std(low)) < -20.0
+
+
 def test_democall_truth_matches_audio(tiny_spec: Path, tmp_path: Path) -> None:
     wav, truth = tmp_path / "call.wav", tmp_path / "call.csv"
     s = make_call(tiny_spec, wav, truth, n_utterances=4, seed=7, pause_prob=0.5,
