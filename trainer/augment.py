@@ -6,13 +6,13 @@ the same noisy conditions. Audio is mono float32 in [-1, 1].
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.fft import next_fast_len
+from scipy.signal import butter, sosfilt
 
 from daemon.errors import DataError
 
@@ -167,20 +167,11 @@ def mulaw_decode(codes: np.ndarray, mu: int = 255) -> np.ndarray:
     return (np.sign(y) * ((1.0 + mu) ** np.abs(y) - 1.0) / mu).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _band_pass_sos(sample_rate_hz: int, low_hz: float, high_hz: float) -> np.ndarray:
-    from scipy.signal import butter
-
-    return butter(6, [low_hz, high_hz], btype="bandpass", fs=sample_rate_hz, output="sos")
-
-
 def _band_limit(audio: np.ndarray, sample_rate_hz: int, low_hz: float,
                 high_hz: float) -> np.ndarray:
     # Causal, like a phone channel's filters. A brick-wall FFT mask over a whole call rang
     # ~0.5 s ahead of every loud onset, so the VAD started utterances that early.
-    from scipy.signal import sosfilt
-
-    sos = _band_pass_sos(sample_rate_hz, float(low_hz), float(high_hz))
+    sos = butter(6, [low_hz, high_hz], btype="bandpass", fs=sample_rate_hz, output="sos")
     return sosfilt(sos, audio).astype(np.float32)
 
 
