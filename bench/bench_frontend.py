@@ -21,10 +21,9 @@ import statistics
 import time
 
 import numpy as np
-
-from daemon import embedding
-from daemon.embedding import SAMPLE_RATE_HZ, StreamingEmbedder, embed
-from daemon.model import STREAM_BATCH_EMBEDDINGS
+from intentd.daemon.model import embedding
+from intentd.daemon.model.embedding import SAMPLE_RATE_HZ, StreamingEmbedder, embed
+from intentd.daemon.model.loader import STREAM_BATCH_EMBEDDINGS
 
 
 def _offline(audio: np.ndarray) -> float:

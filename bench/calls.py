@@ -5,7 +5,7 @@ that the model trained with synth seed ``--voice-seed`` never heard, 1.5-3 s apa
 an internal 0.3-1.2 s pause, over pink, brown, hum or babble noise at 15-25 dB (drawn by the
 call's seed). Every call runs through ``intentd --no-realtime`` as a subprocess (the product's
 own path: source, resample, VAD, windows, worker, JSON lines) and is scored one-to-one against
-its truth (``daemon.score``). The same seeds give the same calls, so two models, or two
+its truth (``intentd.daemon.score``). The same seeds give the same calls, so two models, or two
 versions of the code, are compared on identical audio.
 
 From session 16 the README's call figures (*Measured*) come from this script with its
@@ -56,7 +56,7 @@ def run_call(model: Path, config: Path, wav: Path, events: Path) -> None:
 
 
 def score_call(truth_csv: Path, events_path: Path) -> dict[str, object]:
-    from daemon.score import match, read_events, read_truth, summarize
+    from intentd.daemon.score import match, read_events, read_truth, summarize
 
     truth, events = read_truth(truth_csv), read_events(events_path)
     matches, _ = match(truth, events)
@@ -66,7 +66,7 @@ def score_call(truth_csv: Path, events_path: Path) -> dict[str, object]:
 
 
 def main() -> int:
-    from trainer.democall import make_call
+    from intentd.trainer.synthesis.democall import make_call
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, type=Path)

@@ -34,12 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-from daemon.backend import ModelBackend
+from intentd.daemon.model.backend import ModelBackend
 
 
 def _rows(data: Path, split: str) -> list[dict[str, str]]:
-    from daemon.events import REJECT_LABEL
+    from intentd.daemon.output.events import REJECT_LABEL
 
     with open(data / split / "metadata.csv", newline="", encoding="utf-8") as f:
         return [r for r in csv.DictReader(f) if r["label"] != REJECT_LABEL]
@@ -62,11 +61,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    from daemon.errors import IntentdError
-    from daemon.model import load_backend
-    from trainer import tts_espeak
-    from trainer.synth import LEAD_TAIL_S
-    from trainer.synth_plan import split_speakers
+    from intentd.daemon.errors import IntentdError
+    from intentd.daemon.model.loader import load_backend
+    from intentd.trainer.synthesis import tts_espeak
+    from intentd.trainer.synthesis.synth import LEAD_TAIL_S
+    from intentd.trainer.synthesis.synth_plan import split_speakers
 
     if not (args.data / "spec.json").is_file():
         parser.error(f"--data {args.data}: no spec.json; pass a data dir made by "

@@ -3,7 +3,7 @@
 Builds one long 16 kHz stream from the recordings (each file followed by 2 s of silence), runs
 the daemon on it through the exact streaming path (``intentd --no-realtime``) once per verdict
 rule, and scores the events against the files' drink labels with overlap matching
-(daemon.score). Also reports how many recordings the VAD split into more than one utterance.
+(intentd.daemon.score). Also reports how many recordings the VAD split into more than one utterance.
 
 Usage: python bench/realspeech.py --model MODEL_DIR [--data ../shared/realspeech]
 Labels: the coffeeDrink slot, spaces → underscores ("drip coffee" → drip_coffee).
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-from daemon.score import Span, read_events, read_truth, summarize
-from daemon.windowing import preprocess
+from intentd.daemon.audio.windowing import preprocess
+from intentd.daemon.score import Span, read_events, read_truth, summarize
 
 RATE_HZ = 16000
 GAP_S = 2.0
@@ -78,9 +77,9 @@ def main() -> int:
         results = {}
         for verdict in args.verdicts:
             out = Path(tmp) / f"events-{verdict}.jsonl"
-            cmd = [sys.executable, "-m", "daemon", "--config", args.config, "--model", args.model,
-                   "--input", str(wav), "--no-realtime", "--verdict", verdict,
-                   "--threshold", "0"]
+            cmd = [sys.executable, "-m", "intentd.daemon", "--config", args.config,
+                   "--model", args.model, "--input", str(wav), "--no-realtime",
+                   "--verdict", verdict, "--threshold", "0"]
             with out.open("w") as f:
                 subprocess.run(cmd, stdout=f, check=True)
             events = read_events(out)

@@ -34,8 +34,8 @@ def _run(cmd: list[str]) -> None:
 
 def score_by_accent(model_dir: Path, data_dir: Path) -> dict[str, tuple[int, int]]:
     """accent -> (correct, total) over DATA/test, through the daemon's utterance scorer."""
-    from daemon.events import REJECT_LABEL
-    from daemon.model import load_backend
+    from intentd.daemon.model.loader import load_backend
+    from intentd.daemon.output.events import REJECT_LABEL
 
     backend = load_backend(model_dir, threads=2)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])

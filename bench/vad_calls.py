@@ -1,8 +1,9 @@
 """Segmentation alone (no model) on generated calls, per background noise.
 
-Each call is ``trainer.democall`` output for the banking spec: 10 commands from held-out
-voices, 1.5-3 s apart, some with an internal pause, over pink, brown, hum or babble noise at
-15-25 dB (``--snr-db``). The calls are streamed through :class:`daemon.segmenter.Segmenter`
+Each call is ``intentd.trainer.synthesis.democall`` output for the banking spec: 10 commands from
+held-out voices, 1.5-3 s apart, some with an internal pause, over pink, brown, hum or babble noise
+at 15-25 dB (``--snr-db``). The calls are streamed through
+:class:`intentd.daemon.audio.segmenter.Segmenter`
 in 30 ms blocks with the ``vad`` settings of ``--config``, and each truth command is scored:
 
 * one-to-one: exactly one utterance overlaps it, and that utterance overlaps no other
@@ -25,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-from daemon.config import load_config
-from daemon.segmenter import Segmenter, UtteranceEnd
-from trainer.democall import CALL_NOISE_KINDS, make_call
+from intentd.daemon.audio.segmenter import Segmenter, UtteranceEnd
+from intentd.daemon.config import load_config
+from intentd.trainer.synthesis.democall import CALL_NOISE_KINDS, make_call
 
 SPEC = Path(__file__).resolve().parent.parent / "examples" / "intents" / "banking.yaml"
 TOLERANCE_S = 0.15

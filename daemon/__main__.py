@@ -1,7 +1,7 @@
-"""``python -m daemon`` runs the intentd daemon."""
+"""``python -m intentd.daemon`` runs the intentd daemon."""
 
 import sys
 
-from daemon.cli import main
+from intentd.daemon.cli import main
 
 sys.exit(main())

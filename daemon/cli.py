@@ -18,12 +18,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from daemon import __version__
-from daemon.errors import IntentdError
+from intentd.daemon import __version__
+from intentd.daemon.errors import IntentdError
 
 if TYPE_CHECKING:
-    from daemon.pipeline import Pipeline
-    from daemon.sinks import Sink
+    from intentd.daemon.engine.pipeline import Pipeline
+    from intentd.daemon.output.sinks import Sink
 
 log = logging.getLogger("intentd")
 
@@ -101,12 +101,12 @@ def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging("INFO")  # until the config (which validates log_level) is loaded
     if args.list_devices:
-        from daemon.source import list_devices
+        from intentd.daemon.audio.sources import list_devices
 
         print(list_devices())
         return 0
 
-    from daemon.config import load_config
+    from intentd.daemon.config import load_config
 
     config_path = args.config
     if config_path is None and Path(DEFAULT_CONFIG).is_file():
@@ -130,7 +130,7 @@ def _run(argv: list[str] | None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    from daemon.source import open_source
+    from intentd.daemon.audio.sources import open_source
 
     # The input is checked before torch and the model load (seconds), so a typo fails at once.
     source = open_source(cfg.input)
@@ -141,9 +141,9 @@ def _run(argv: list[str] | None) -> int:
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
 
-    from daemon.model import load_backend
-    from daemon.pipeline import Pipeline
-    from daemon.sinks import open_sinks
+    from intentd.daemon.engine.pipeline import Pipeline
+    from intentd.daemon.model.loader import load_backend
+    from intentd.daemon.output.sinks import open_sinks
 
     backend = load_backend(cfg.model.path, cfg.model.threads)
     sinks: list[Sink] = []

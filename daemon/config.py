@@ -3,7 +3,7 @@
 Every value is validated at start-up; a bad one raises :class:`ConfigError` with one line
 ``FILE:LINE: section.key = VALUE is invalid; allowed: ...``. Defaults live in the
 dataclasses; ``config.yaml`` at the repository root documents every key.
-Parsing the file and tracking the line of each key is :mod:`daemon.config_yaml`;
+Parsing the file and tracking the line of each key is :mod:`intentd.daemon.config_yaml`;
 this module holds the schema, the validation rules and :func:`load_config`.
 
 Relative paths written in a config file (``model.path``, a file ``input.source``,
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from daemon.config_yaml import ConfigContext, read_yaml
-from daemon.errors import ConfigError
-from daemon.windowing import WindowSpec
+from intentd.daemon.config_yaml import ConfigContext, read_yaml
+from intentd.daemon.errors import ConfigError
+from intentd.daemon.audio.windowing import WindowSpec
 
 INPUT_FORMATS = ("s16le", "mulaw")
 VAD_FRAME_MS = (10, 20, 30)

@@ -1,7 +1,7 @@
 """Reading a daemon config file: YAML parsing plus where each key was written.
 
 Knows nothing about which keys exist or what values they allow (that is
-:mod:`daemon.config`); it only turns a file into a mapping, remembers the line of every
+:mod:`intentd.daemon.config`); it only turns a file into a mapping, remembers the line of every
 dotted key, and formats the ``FILE:LINE: ...`` prefix of :class:`ConfigError` messages.
 """
 
@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from daemon.errors import ConfigError
+from intentd.daemon.errors import ConfigError
 
 
 class ConfigContext:

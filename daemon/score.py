@@ -5,7 +5,8 @@ time is a candidate, pairs are taken greedily by decreasing overlap, and each tr
 each event is used at most once. A truth span without an event is a miss (counts as wrong);
 an event without a truth span is a false accept.
 
-Usage: ``python -m daemon.score EVENTS.jsonl TRUTH.csv`` prints a summary as one JSON object.
+Usage: ``python -m intentd.daemon.score EVENTS.jsonl TRUTH.csv`` prints a summary as one
+JSON object.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.errors import DataError, IntentdError
+from intentd.daemon.errors import DataError, IntentdError
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def summarize(truth: list[Span], events: list[dict[str, object]]) -> dict[str, o
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m daemon.score EVENTS.jsonl TRUTH.csv", file=sys.stderr)
+        print("usage: python -m intentd.daemon.score EVENTS.jsonl TRUTH.csv", file=sys.stderr)
         return 2
     try:
         summary = summarize(read_truth(Path(args[1])), read_events(Path(args[0])))

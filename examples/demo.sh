@@ -31,4 +31,4 @@ echo "demo: 3/4 synthesizing a demo call from held-out voices → $out/call.wav"
 echo "demo: 4/4 intentd on the call (truth: $out/call.csv)" >&2
 "$bin/intentd" --config config.yaml --model "$out/model" --input "$out/call.wav" --no-realtime \
   | tee "$out/events.jsonl"
-"$bin/python" -m daemon.score "$out/events.jsonl" "$out/call.csv" >&2
+"$bin/python" -m intentd.daemon.score "$out/events.jsonl" "$out/call.csv" >&2

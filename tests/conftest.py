@@ -54,7 +54,7 @@ def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synth_data(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Audiofolder dir (train/, test/, spec.json) synthesized from ``tiny_spec``; the test
     split uses voices never heard in train."""
-    from trainer.synth import SynthOptions, synthesize
+    from intentd.trainer.synthesis.synth import SynthOptions, synthesize
 
     out = tmp_path_factory.mktemp("synth") / "tiny"
     t0 = time.monotonic()
@@ -70,9 +70,9 @@ def synth_data(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def compact_model(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Dir of a compact model trained by ``trainer.fit`` on ``synth_data`` (>= 90%
+    """Dir of a compact model trained by ``intentd.trainer.fitting.fit`` on ``synth_data`` (>= 90%
     held-out-voice utterance accuracy; see its report.json)."""
-    from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
+    from intentd.trainer.fitting.fit import DataArguments, ModelArguments, TrainArguments, fit
 
     out = tmp_path_factory.mktemp("models") / "compact"
     t0 = time.monotonic()

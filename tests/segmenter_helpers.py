@@ -4,8 +4,13 @@ checking that every kept utterance's audio is exactly the stream's audio over it
 from __future__ import annotations
 
 import numpy as np
-
-from daemon.segmenter import Discarded, Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from intentd.daemon.audio.segmenter import (
+    Discarded,
+    Segmenter,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+)
 
 SR = 16000
 F30 = 480  # samples in a 30 ms frame at SR

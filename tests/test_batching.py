@@ -7,8 +7,7 @@ import random
 
 import pytest
 import torch
-
-from trainer.batching import BucketedSampler, length_split_loss
+from intentd.trainer.fitting.batching import BucketedSampler, length_split_loss
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -51,7 +50,7 @@ def test_bad_sizes() -> None:
 
 
 def _deterministic_head() -> torch.nn.Module:
-    import daemon.compact as compact
+    import intentd.daemon.model.compact as compact
 
     cfg = compact.CompactConfig(num_labels=5, dropout=0.0, input_dropout=0.0,
                                 time_mask_count=0, feature_mask_count=0,

@@ -1,4 +1,4 @@
-"""Temperature scaling (trainer.calibrate) and its use by the daemon's backends."""
+"""Temperature scaling (intentd.trainer.fitting.calibrate) and its use by the daemon's backends."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from daemon import embedding
-from daemon.compact import CompactConfig, CompactFeatureExtractor, CompactForAudioClassification
-from daemon.errors import DataError
-from daemon.model import load_backend
-from trainer.calibrate import (
+from intentd.daemon.errors import DataError
+from intentd.daemon.model import embedding
+from intentd.daemon.model.compact import (
+    CompactConfig,
+    CompactFeatureExtractor,
+    CompactForAudioClassification,
+)
+from intentd.daemon.model.loader import load_backend
+from intentd.trainer.fitting.calibrate import (
     T_MAX,
     T_MIN,
     expected_calibration_error,

@@ -5,24 +5,23 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import intentd.daemon  # noqa: F401  (registration side effect under test)
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from intentd.daemon.model import embedding
+from intentd.daemon.model.compact import (
+    CompactConfig,
+    CompactFeatureExtractor,
+    CompactForAudioClassification,
+    register,
+)
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
     pipeline,
-)
-
-import daemon  # noqa: F401  (registration side effect under test)
-from daemon import embedding
-from daemon.compact import (
-    CompactConfig,
-    CompactFeatureExtractor,
-    CompactForAudioClassification,
-    register,
 )
 
 SR = 16000
@@ -114,7 +113,7 @@ def test_subtracting_the_utterance_mean_ignores_a_constant_offset() -> None:
 
 
 def test_fit_builds_mean_subtracting_models_and_old_configs_load_without() -> None:
-    from trainer.fit import ModelArguments, build_model
+    from intentd.trainer.fitting.fit import ModelArguments, build_model
 
     model, _, _ = build_model(ModelArguments(model="compact"), LABELS)
     assert model.config.subtract_utterance_mean is True
@@ -125,7 +124,7 @@ def test_fit_builds_mean_subtracting_models_and_old_configs_load_without() -> No
 
 
 def test_head_channels_default_and_override() -> None:
-    from trainer.fit import ModelArguments, build_model
+    from intentd.trainer.fitting.fit import ModelArguments, build_model
 
     def hidden(**kw: object) -> int:
         return build_model(ModelArguments(model="compact", **kw), LABELS)[0].config.hidden_size
@@ -136,8 +135,8 @@ def test_head_channels_default_and_override() -> None:
 
 
 def test_head_channels_out_of_range_is_a_one_line_error(tmp_path: Path) -> None:
-    from daemon.errors import ConfigError
-    from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
+    from intentd.daemon.errors import ConfigError
+    from intentd.trainer.fitting.fit import DataArguments, ModelArguments, TrainArguments, fit
 
     with pytest.raises(ConfigError, match=r"--head-channels must be in \[8, 2048\], got 4"):
         fit(DataArguments(data=str(tmp_path / "none")),
@@ -259,7 +258,7 @@ def test_pipeline_on_array_and_wav(saved_dir: Path, tmp_path: Path) -> None:
 
 
 def test_keyword_pool_is_position_invariant_and_ignores_padding() -> None:
-    from daemon.compact_layers import KeywordConvPool
+    from intentd.daemon.model.compact_layers import KeywordConvPool
 
     pool = KeywordConvPool(hidden=1, kernel_sizes=(1,), dropout=0.0).eval()
     with torch.no_grad():

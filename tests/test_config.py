@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from daemon.config import (
+from intentd.daemon.audio.windowing import WindowSpec
+from intentd.daemon.config import (
     Config,
     InputConfig,
     ModelConfig,
@@ -16,8 +16,7 @@ from daemon.config import (
     load_config,
     parse_target,
 )
-from daemon.errors import ConfigError
-from daemon.windowing import WindowSpec
+from intentd.daemon.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

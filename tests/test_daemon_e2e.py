@@ -1,7 +1,7 @@
 """End to end: the real daemon process on a synthetic call with a trained compact model.
 
 One call WAV (held-out voices, silence and noise gaps, some internal pauses) is run through
-``python -m daemon`` from a file (16 kHz and 8 kHz), from stdin, through a PortAudio/ALSA
+``python -m intentd.daemon`` from a file (16 kHz and 8 kHz), from stdin, through a PortAudio/ALSA
 fake microphone, and with unix-socket clients; the events are checked against the truth.
 """
 
@@ -46,7 +46,7 @@ def _env(home: Path | None = None) -> dict[str, str]:
 
 
 def _cmd(model: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "daemon", "--model", str(model), *args]
+    return [sys.executable, "-m", "intentd.daemon", "--model", str(model), *args]
 
 
 def _events(stdout: str) -> list[dict[str, Any]]:
@@ -156,7 +156,7 @@ def _run(cmd: list[str], env: dict[str, str], stdin: bytes | None = None,
 
 @pytest.fixture(scope="module")
 def call(tmp_path_factory: pytest.TempPathFactory, tiny_spec: Any) -> dict[str, Path]:
-    democall = pytest.importorskip("trainer.democall")
+    democall = pytest.importorskip("intentd.trainer.synthesis.democall")
     d = tmp_path_factory.mktemp("call")
     wav, truth = d / "call.wav", d / "call.csv"
     democall.make_call(tiny_spec, wav, truth, n_utterances=N_UTTERANCES, seed=0)
@@ -196,7 +196,7 @@ def test_ensemble_model(call: dict[str, Path], compact_model: Any,
     """An ensemble dir runs like any model: the fixture model with a copy of itself at twice
     its score temperature ranks every label as the model alone (the same top lists and
     boundaries), with scores between the two members' (so no higher than the model's alone)."""
-    from trainer.ensemble_cli import build_ensemble
+    from intentd.trainer.tuning.ensemble_cli import build_ensemble
 
     hot = tmp_path / "hot"
     shutil.copytree(compact_model, hot)

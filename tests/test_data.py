@@ -1,5 +1,6 @@
-"""trainer.data (sources, splits, validation, decoding, embedding cache), trainer.metrics and
-the scoring helpers of trainer.report. Fast: no training, tiny generated audio."""
+"""intentd.trainer.fitting.data (sources, splits, validation, decoding, embedding cache),
+intentd.trainer.metrics and the scoring helpers of intentd.trainer.fitting.report. Fast: no
+training, tiny generated audio."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiofolder import write_split
-
-from daemon.errors import DataError
-from daemon.windowing import WindowSpec
-from trainer import data, features
-from trainer.metrics import classification_scores, load_metric
-from trainer.report import confusion_matrix, score_windows, write_report
+from intentd.daemon.audio.windowing import WindowSpec
+from intentd.daemon.errors import DataError
+from intentd.trainer.fitting import data, features
+from intentd.trainer.fitting.report import confusion_matrix, score_windows, write_report
+from intentd.trainer.metrics import classification_scores, load_metric
 
 RATE = 16000
 
@@ -229,7 +229,7 @@ def test_load_audio_resamples_and_downmixes(tmp_path: Path) -> None:
 
 
 def test_embed_examples_caches_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon import embedding
+    from intentd.daemon.model import embedding
 
     _tone(tmp_path / "a.wav", 440, seconds=1.5)
     _tone(tmp_path / "b.wav", 880, seconds=0.5)

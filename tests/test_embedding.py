@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from intentd.daemon.model import embedding as E
 from signals import speechlike
-
-from daemon import embedding as E
 
 SR = 16000
 
@@ -82,7 +81,7 @@ def test_sequence_model_equals_separate_windows(frames: int) -> None:
 
 
 def test_unexpected_embedding_graph_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon.errors import DataError
+    from intentd.daemon.errors import DataError
 
     mel_model = E.resource_path("melspectrogram.onnx")
     monkeypatch.setattr(E, "resource_path", lambda name: mel_model)

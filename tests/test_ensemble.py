@@ -1,5 +1,5 @@
-"""Model ensembles (daemon.ensemble, intentd-train ensemble): the verdict is the exact mean
-of the members', the dir moves as one, and every bad combination is one clear error."""
+"""Model ensembles (intentd.daemon.model.ensemble, intentd-train ensemble): the verdict is the exact
+mean of the members', the dir moves as one, and every bad combination is one clear error."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_wav2vec2
+from intentd.daemon.errors import ConfigError, DataError
+from intentd.daemon.model.ensemble import EnsembleBackend
+from intentd.daemon.model.loader import load_backend
+from intentd.trainer.cli import main as train_main
+from intentd.trainer.tuning.ensemble_cli import build_ensemble
 from signals import speechlike
-
-from daemon.ensemble import EnsembleBackend
-from daemon.errors import ConfigError, DataError
-from daemon.model import load_backend
-from trainer.cli import main as train_main
-from trainer.ensemble_cli import build_ensemble
 
 
 def _other_weights(src: Path, out: Path) -> Path:

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from daemon.score import Span
-from daemon.source import MULAW_TO_INT16
-from trainer.evaluation import metrics as M
-from trainer.evaluation.channel import mulaw_encode_g711, to_phone
-from trainer.evaluation.cli import main, parse_conditions
-from trainer.evaluation.snr import frame_energies, max_frame_energy, mix_max_energy, noise_gain
-from trainer.evaluation.streams import (
+from intentd.daemon.audio.sources import MULAW_TO_INT16
+from intentd.daemon.score import Span
+from intentd.trainer.evaluation import metrics as M
+from intentd.trainer.evaluation.channel import mulaw_encode_g711, to_phone
+from intentd.trainer.evaluation.cli import main, parse_conditions
+from intentd.trainer.evaluation.snr import (
+    frame_energies,
+    max_frame_energy,
+    mix_max_energy,
+    noise_gain,
+)
+from intentd.trainer.evaluation.streams import (
     StreamOptions,
     Utterance,
     build_stream,

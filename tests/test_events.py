@@ -6,8 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
-from daemon.events import (
+from intentd.daemon.output.events import (
     IntentEvent,
     LabelScore,
     SpeechEndEvent,

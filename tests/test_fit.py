@@ -1,5 +1,5 @@
-"""trainer.fit end to end: a tiny wav2vec2 through the HF Trainer (window view) and the
-compact model on synthetic speech (utterance view), plus --resume from the cache."""
+"""intentd.trainer.fitting.fit end to end: a tiny wav2vec2 through the HF Trainer (window view) and
+the compact model on synthetic speech (utterance view), plus --resume from the cache."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiofolder import write_split
-
-from daemon.errors import ConfigError
-from trainer.fit import DataArguments, ModelArguments, TrainArguments, fit
+from intentd.daemon.errors import ConfigError
+from intentd.trainer.fitting.fit import DataArguments, ModelArguments, TrainArguments, fit
 
 REPORT_KEYS = {"utterance_accuracy", "window_accuracy", "macro_f1", "train_seconds",
                "embed_seconds", "num_train", "num_test", "labels", "confusion_matrix", "model",
@@ -39,7 +38,9 @@ def _tone_folder(root: Path, train: int, test: int) -> Path:
 
 @pytest.mark.slow
 def test_tiny_wav2vec2_end_to_end(tiny_wav2vec2_dir: Path, tmp_path: Path) -> None:
-    import trainer  # noqa: F401  (registers the project's models with the Auto classes)
+    from intentd.daemon.model.compact import register
+
+    register()  # the Auto classes must know the compact model
 
     data = _tone_folder(tmp_path / "tones", train=6, test=3)
     out = tmp_path / "model"
@@ -95,9 +96,10 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     saved = json.loads((compact_model / "config.json").read_text())["score_temperature"]
     assert saved == pytest.approx(cal["score_temperature"], abs=1e-4)
 
+    from intentd.daemon.model.compact import register
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
 
-    import trainer  # noqa: F401  (registers the compact model with the Auto classes)
+    register()  # the Auto classes must know the compact model
 
     model = AutoModelForAudioClassification.from_pretrained(compact_model)
     assert model.config.id2label == {0: "lights_on", 1: "weather", 2: "play_music"}
@@ -113,7 +115,7 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
 def _fit_counting_embeddings(data: Path, args: TrainArguments,
                              model_args: ModelArguments | None = None) -> tuple[dict, int]:
     """``fit`` of the compact model, and how often it ran the embedding front-end."""
-    from daemon import frontends
+    from intentd.daemon.model import frontends
 
     calls: list[int] = []
     real = frontends.embed_many

@@ -1,4 +1,5 @@
-"""CMU flite voices for training data (trainer.tts_flite) and their place in synth's plan."""
+"""CMU flite voices for training data and their place in synth's plan
+(intentd.trainer.synthesis.tts_flite)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from daemon.errors import ConfigError, DataError
-from daemon.events import REJECT_LABEL
-from trainer import tts_flite
-from trainer.synth import SynthOptions, synthesize
-from trainer.synth_plan import plan
-from trainer.templates import load_spec
+from intentd.daemon.errors import ConfigError, DataError
+from intentd.daemon.output.events import REJECT_LABEL
+from intentd.trainer.synthesis import tts_flite
+from intentd.trainer.synthesis.synth import SynthOptions, synthesize
+from intentd.trainer.synthesis.synth_plan import plan
+from intentd.trainer.synthesis.templates import load_spec
 
 SR = 16000
 TEXT = "please check the balance of my savings account today"

@@ -1,4 +1,4 @@
-"""Whisper tiny.en front-end (daemon.frontend_whisper) and the front-end registry."""
+"""Whisper tiny.en front-end (intentd.daemon.model.frontend_whisper) and the front-end registry."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from intentd.daemon.errors import DataError
+from intentd.daemon.model import compact, frontends
+from intentd.daemon.model import frontend_whisper as W
+from intentd.daemon.model.loader import load_backend
 from signals import speechlike
-
-from daemon import compact, frontends
-from daemon import frontend_whisper as W
-from daemon.errors import DataError
-from daemon.model import load_backend
 
 SR = 16000
 

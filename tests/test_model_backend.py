@@ -7,14 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from intentd.daemon.audio.windowing import WindowSpec, cut_windows
+from intentd.daemon.errors import DataError
+from intentd.daemon.model import frontends
+from intentd.daemon.model.backend import ModelBackend, UtteranceScorer
+from intentd.daemon.model.compact import (
+    CompactConfig,
+    CompactFeatureExtractor,
+    CompactForAudioClassification,
+)
+from intentd.daemon.model.loader import CompactBackend, HFBackend, load_backend
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
-
-from daemon import frontends
-from daemon.backend import ModelBackend, UtteranceScorer
-from daemon.compact import CompactConfig, CompactFeatureExtractor, CompactForAudioClassification
-from daemon.errors import DataError
-from daemon.model import CompactBackend, HFBackend, load_backend
-from daemon.windowing import WindowSpec, cut_windows
 
 SR = 16000
 LABELS = ("lights_on", "lights_off", "weather")

@@ -1,22 +1,11 @@
-"""The VAD noise gate (daemon.noisefloor): noise floor, gate energy, fooled level, strong
-and weak margins, and the Segmenter's boundaries with the gate on."""
+"""The VAD noise gate (intentd.daemon.audio.noise_gate): noise floor, gate energy, fooled level,
+strong and weak margins, and the Segmenter's boundaries with the gate on."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from segmenter_helpers import (
-    F30,
-    SR,
-    amplitude_vad,
-    check_audio_invariant,
-    feed,
-    harmonic,
-    square,
-)
-
-from daemon.config import VadConfig
-from daemon.noisefloor import (
+from intentd.daemon.audio.noise_gate import (
     GATE_HIGHPASS_HZ,
     NOISE_FLOOR_MIN_DBFS,
     STEADY_MIN_S,
@@ -29,7 +18,17 @@ from daemon.noisefloor import (
     NoiseGate,
     frame_energy_dbfs,
 )
-from daemon.segmenter import Segmenter, UtteranceEnd
+from intentd.daemon.audio.segmenter import Segmenter, UtteranceEnd
+from intentd.daemon.config import VadConfig
+from segmenter_helpers import (
+    F30,
+    SR,
+    amplitude_vad,
+    check_audio_invariant,
+    feed,
+    harmonic,
+    square,
+)
 
 
 def test_noise_floor_percentile_window_and_absolute_floor():

@@ -1,4 +1,5 @@
-"""Mid-command pauses for demo calls and training data (trainer.pauses, synth --pause-share)."""
+"""Mid-command pauses for demo calls and training data (synth --pause-share,
+intentd.trainer.synthesis.pauses)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from daemon.errors import ConfigError
-from trainer import pauses
-from trainer.synth import SynthOptions, synthesize
-from trainer.synth_plan import plan
-from trainer.templates import load_spec
+from intentd.daemon.errors import ConfigError
+from intentd.trainer.synthesis import pauses
+from intentd.trainer.synthesis.synth import SynthOptions, synthesize
+from intentd.trainer.synthesis.synth_plan import plan
+from intentd.trainer.synthesis.templates import load_spec
 
 SR = 16000
 

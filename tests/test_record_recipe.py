@@ -25,8 +25,8 @@ def _recipe():  # type: ignore[no-untyped-def]
 
 
 def _parse(argv: list[str]):  # type: ignore[no-untyped-def]
-    from trainer.cli import _build_parser
-    from trainer.evaluation.cli import build_parser
+    from intentd.trainer.cli import _build_parser
+    from intentd.trainer.evaluation.cli import build_parser
 
     if argv[0] == "intentd-eval":
         return build_parser().parse_args(argv[1:])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
-
-from daemon.resample import QUALITY, StreamResampler
+from intentd.daemon.audio.resample import QUALITY, StreamResampler
 
 
 def stream_all(rs: StreamResampler, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

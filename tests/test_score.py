@@ -2,8 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from daemon.score import Span, main, match, summarize
+from intentd.daemon.score import Span, main, match, summarize
 
 
 def ev(start: float, end: float, intent: str, kind: str = "intent", lat: float = 10.0) -> dict:

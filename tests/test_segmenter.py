@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from intentd.daemon.audio.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from intentd.daemon.audio.vad import VadStateMachine
+from intentd.daemon.config import VadConfig
 from segmenter_helpers import (
     F30,
     SR,
@@ -14,10 +17,6 @@ from segmenter_helpers import (
     harmonic,
     square,
 )
-
-from daemon.config import VadConfig
-from daemon.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
-from daemon.vad import VadStateMachine
 
 
 def _layout(parts: list[tuple[int, int]], tail_samples: int = 0) -> np.ndarray:

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from daemon.errors import ConfigError
-from daemon.sinks import (
+from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.sinks import (
     StdoutSink,
     TcpSink,
     UnixSocketSink,

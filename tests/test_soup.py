@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from intentd.daemon.errors import ConfigError, DataError
+from intentd.daemon.model.loader import load_backend
+from intentd.trainer.tuning import whisper_torch as WT
+from intentd.trainer.tuning.soup import build_soup
+from intentd.trainer.tuning.tune_encoder import TuneOptions, tune
 from safetensors.torch import load_file, save_file
 from signals import speechlike
-
-from daemon.errors import ConfigError, DataError
-from daemon.model import load_backend
-from trainer import whisper_torch as WT
-from trainer.soup import build_soup
-from trainer.tune_encoder import TuneOptions, tune
 
 SR = 16000
 
@@ -152,7 +151,7 @@ def test_soup_members_are_checked(compact_model: Path, synth_data: Path,
 
 def test_soup_cli_errors_are_one_line(compact_model: Path, synth_data: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from trainer.cli import main
+    from intentd.trainer.cli import main
 
     missing = tmp_path / "none"
     assert main(["soup", "--model", str(compact_model), "--model", str(missing),

@@ -15,10 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from daemon.config import InputConfig
-from daemon.errors import ConfigError, DataError
-from daemon.source import (
+from intentd.daemon.audio.sources import (
     MULAW_TO_INT16,
     AudioSource,
     FileSource,
@@ -27,6 +24,8 @@ from daemon.source import (
     list_devices,
     open_source,
 )
+from intentd.daemon.config import InputConfig
+from intentd.daemon.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,14 +188,10 @@ def _portaudio_missing() -> str | None:
 
 CAPTURE = textwrap.dedent(
     """
-    import json, logging, sys, time, types
+    import json, logging, sys, time
     import numpy as np
     logging.basicConfig(level=logging.WARNING)
-    # Import daemon.source without running daemon/__init__.py (it loads transformers: slow).
-    pkg = types.ModuleType("daemon")
-    pkg.__path__ = [sys.argv[3]]
-    sys.modules["daemon"] = pkg
-    from daemon.source import MicSource, list_devices
+    from intentd.daemon.audio.sources import MicSource, list_devices
     rate, channels, n, queue_blocks, wait_s = json.loads(sys.argv[1])
     src = MicSource("fakemic", rate, block_ms=30, queue_blocks=queue_blocks, channels=channels)
     src.start()
@@ -228,7 +223,7 @@ def _fake_mic_capture(tmp_path: Path, raw: np.ndarray, args: list) -> tuple[dict
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)}
     out = tmp_path / "captured.npy"
     proc = subprocess.run(
-        [sys.executable, "-c", CAPTURE, json.dumps(args), str(out), str(REPO / "daemon")],
+        [sys.executable, "-c", CAPTURE, json.dumps(args), str(out)],
         env=env, capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr

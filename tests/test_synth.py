@@ -1,4 +1,5 @@
-"""Synthetic data set generation (trainer.synth) and the demo call (trainer.democall)."""
+"""Synthetic data set generation (intentd.trainer.synthesis.synth) and the demo call
+(intentd.trainer.synthesis.democall)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from daemon.errors import ConfigError, DataError
-from daemon.events import REJECT_LABEL
-from trainer import augment as aug
-from trainer import negatives
-from trainer.democall import make_call
-from trainer.pauses import speech_bounds
-from trainer.synth import SynthOptions, split_speakers, synthesize
-from trainer.synth_cli import add_synth_arguments, options_from_args
+from intentd.daemon.errors import ConfigError, DataError
+from intentd.daemon.output.events import REJECT_LABEL
+from intentd.trainer.synthesis import augment as aug
+from intentd.trainer.synthesis import negatives
+from intentd.trainer.synthesis.democall import make_call
+from intentd.trainer.synthesis.pauses import speech_bounds
+from intentd.trainer.synthesis.synth import SynthOptions, split_speakers, synthesize
+from intentd.trainer.synthesis.synth_cli import add_synth_arguments, options_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """\
@@ -232,7 +232,8 @@ def test_cli_bad_spec_exits_2_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("intents:\n  a:\n    - call $nobody\n", encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "synth", str(bad), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "intentd.trainer.cli", "synth", str(bad), "--out",
+         str(tmp_path / "o")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
@@ -343,7 +344,7 @@ def test_democall_noise_kind_changes_only_the_background(tiny_spec: Path,
 
 def test_democall_voice_seed_picks_the_voice_split_only(tiny_spec: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.democall as dc
+    import intentd.trainer.synthesis.democall as dc
 
     spoken: list[str] = []
     real = dc._utterance

@@ -1,4 +1,4 @@
-"""Template expansion, sampling and spec validation (trainer.templates)."""
+"""Template expansion, sampling and spec validation (intentd.trainer.synthesis.templates)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import random
 from pathlib import Path
 
 import pytest
-
-from daemon.errors import DataError
-from trainer.templates import count_expansions, expand, load_spec, sample_expansions
+from intentd.daemon.errors import DataError
+from intentd.trainer.synthesis.templates import (
+    count_expansions,
+    expand,
+    load_spec,
+    sample_expansions,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "intents"
 

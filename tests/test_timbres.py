@@ -1,4 +1,5 @@
-"""Generated eSpeak timbres (trainer.espeak_timbres): files, overlay, speech, split."""
+"""Generated eSpeak timbres : files, overlay, speech, split
+(intentd.trainer.synthesis.espeak_timbres)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from daemon.errors import ConfigError, DataError
-from trainer import espeak_timbres, tts_espeak
-from trainer.synth import SynthOptions
-from trainer.synth_plan import plan, split_speakers
-from trainer.templates import load_spec
+from intentd.daemon.errors import ConfigError, DataError
+from intentd.trainer.synthesis import espeak_timbres, tts_espeak
+from intentd.trainer.synthesis.synth import SynthOptions
+from intentd.trainer.synthesis.synth_plan import plan, split_speakers
+from intentd.trainer.synthesis.templates import load_spec
 
 SR = 16000
 TEXT = "please check the balance of my savings account today"

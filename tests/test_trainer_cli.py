@@ -1,4 +1,4 @@
-"""``python -m trainer.cli``: user errors give exit 2 and one ``intentd-train: error:`` line
+"""``python -m intentd.trainer.cli``: user errors give exit 2 and one ``intentd-train: error:`` line
 naming the file (and line), never a traceback. Runs as subprocesses, like a user would."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "trainer.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "intentd.trainer.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

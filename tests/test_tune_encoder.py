@@ -1,4 +1,5 @@
-"""Whisper's encoder in torch (trainer.whisper_torch) and its tuning (trainer.tune_encoder)."""
+"""Whisper's encoder in torch (intentd.trainer.tuning.whisper_torch) and its tuning
+(intentd.trainer.tuning.tune_encoder)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from intentd.daemon.errors import ConfigError, DataError
+from intentd.daemon.model import compact, frontends
+from intentd.daemon.model import frontend_whisper as W
+from intentd.daemon.model.loader import load_backend
+from intentd.trainer.synthesis import augment as aug
+from intentd.trainer.tuning import whisper_torch as WT
+from intentd.trainer.tuning.heldout import fit_split
+from intentd.trainer.tuning.tune_encoder import TuneOptions, _noisy_copy, crowd_beds, tune
 from signals import speechlike
-
-from daemon import compact, frontends
-from daemon import frontend_whisper as W
-from daemon.errors import ConfigError, DataError
-from daemon.model import load_backend
-from trainer import augment as aug
-from trainer import whisper_torch as WT
-from trainer.heldout import fit_split
-from trainer.tune_encoder import TuneOptions, _noisy_copy, crowd_beds, tune
 
 SR = 16000
 
@@ -341,7 +341,7 @@ def test_missing_tuned_weights_is_one_clear_error(tuned_model: tuple[Path, dict]
 
 def test_tune_cli_errors_are_one_line(compact_model: Path, synth_data: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from trainer.cli import main
+    from intentd.trainer.cli import main
 
     base = ["tune-encoder", "--model", str(compact_model), "--data", str(synth_data)]
     assert main([*base, "--out", str(tmp_path / "o"), "--epochs", "0"]) == 2

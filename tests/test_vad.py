@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.config import VadConfig
-from daemon.vad import TRIGGER_MIN_STRONG, VadEvent, VadStateMachine
+from intentd.daemon.audio.vad import TRIGGER_MIN_STRONG, VadEvent, VadStateMachine
+from intentd.daemon.config import VadConfig
 
 # 10 ms frames: trigger ring 5 frames (need 3 voiced), pad 2, hangover 4, min speech 3.
 # Ungated: every voiced frame is strong evidence (the rules without hysteresis).

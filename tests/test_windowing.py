@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from daemon.windowing import (
+from intentd.daemon.audio.windowing import (
     WindowCutter,
     WindowSpec,
     cut_windows,

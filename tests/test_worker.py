@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from daemon.events import REJECT_LABEL, SpeechStartEvent
-from daemon.worker import (
+from intentd.daemon.engine.worker import (
     STOP,
     AudioItem,
     DiscardItem,
@@ -22,6 +20,7 @@ from daemon.worker import (
     combine_windows,
     top_k,
 )
+from intentd.daemon.output.events import REJECT_LABEL, SpeechStartEvent
 
 LABELS = ("alarm", "balance", "cancel")
 # The fake model reads a window's first sample as an index into this table; the values are
@@ -228,10 +227,9 @@ def test_rejection_class_winning_is_no_match_at_any_threshold() -> None:
 def test_window_verdict_with_a_rejection_class_warns(verdict: str, tmp_path: Any,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     import soundfile as sf
-
-    from daemon.config import load_config
-    from daemon.pipeline import Pipeline
-    from daemon.source import FileSource
+    from intentd.daemon.audio.sources import FileSource
+    from intentd.daemon.config import load_config
+    from intentd.daemon.engine.pipeline import Pipeline
 
     class RejectingBackend(FakeBackend):
         labels = ("alarm", "balance", REJECT_LABEL)
@@ -239,7 +237,7 @@ def test_window_verdict_with_a_rejection_class_warns(verdict: str, tmp_path: Any
     wav = tmp_path / "x.wav"
     sf.write(str(wav), np.zeros(1600, np.float32), 16000)
     cfg = load_config(None, {"model.path": str(tmp_path), "model.verdict": verdict})
-    caplog.set_level("WARNING", logger="daemon.pipeline")
+    caplog.set_level("WARNING", logger="intentd.daemon.engine.pipeline")
     Pipeline(cfg, FileSource(wav, realtime=False), RejectingBackend(), [ListSink()])
     assert f"model.verdict '{verdict}' with a model that has the rejection class" in caplog.text
     caplog.clear()

@@ -1,6 +1,2 @@
-"""intentd trainer: synthetic speech data and model fine-tuning.
-
-``import trainer`` makes the Auto classes know the compact model (through ``daemon``).
-"""
-
-import daemon  # noqa: F401
+"""intentd trainer: synthetic speech from an intent spec (``synthesis``), fitting a classifier
+(``fitting``), tuning the encoder and averaging models (``tuning``), and evaluation."""

@@ -13,34 +13,34 @@ import os
 import sys
 from collections.abc import Sequence
 
-from daemon.errors import IntentdError
+from intentd.daemon.errors import IntentdError
 
 PROG = "intentd-train"
 
 # subcommand -> (module, add-arguments function, run function, one-line help)
 _COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "synth": (
-        "trainer.synth_cli", "add_synth_arguments", "run_synth",
+        "intentd.trainer.synthesis.synth_cli", "add_synth_arguments", "run_synth",
         "synthesize a labelled speech data set (audiofolder) from an intent spec YAML",
     ),
     "democall": (
-        "trainer.democall", "add_democall_arguments", "run_democall",
+        "intentd.trainer.synthesis.democall", "add_democall_arguments", "run_democall",
         "render a long demo call WAV of held-out-voice utterances plus a truth CSV",
     ),
     "fit": (
-        "trainer.fit", "add_fit_arguments", "run_fit",
+        "intentd.trainer.fitting.fit", "add_fit_arguments", "run_fit",
         "fine-tune an audio classifier (compact or any HF audio model) on labelled audio",
     ),
     "tune-encoder": (
-        "trainer.tune_encoder", "add_tune_arguments", "run_tune",
+        "intentd.trainer.tuning.tune_encoder", "add_tune_arguments", "run_tune",
         "tune a Whisper-front-end compact model's top encoder layers with its head, in noise",
     ),
     "ensemble": (
-        "trainer.ensemble_cli", "add_ensemble_arguments", "run_ensemble",
+        "intentd.trainer.tuning.ensemble_cli", "add_ensemble_arguments", "run_ensemble",
         "combine models over the same labels into one model dir that averages their verdicts",
     ),
     "soup": (
-        "trainer.soup", "add_soup_arguments", "run_soup",
+        "intentd.trainer.tuning.soup", "add_soup_arguments", "run_soup",
         "average the weights of compact models tuned from one model into one model",
     ),
 }

@@ -1,8 +1,8 @@
 """The 8 kHz G.711 μ-law phone line used by ``--telephone``.
 
 Audio is band-limited to 300-3400 Hz, resampled to 8 kHz, encoded to μ-law bytes and
-decoded with the daemon's own decoder (:func:`daemon.source.decode_pcm`), so the pipeline
-then gets exactly what ``intentd --input - --input-format mulaw --input-rate 8000`` would
+decoded with the daemon's own decoder (:func:`intentd.daemon.audio.sources.decode_pcm`), so the
+pipeline then gets exactly what ``intentd --input - --input-format mulaw --input-rate 8000`` would
 and its resampler brings it back to the model rate. Streaming (stateful filter and
 resampler) so hour-long false-accept streams can go through in chunks.
 """
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
+from intentd.daemon.audio.sources import decode_pcm
 from scipy.signal import butter, sosfilt, sosfilt_zi
-
-from daemon.source import decode_pcm
 
 PHONE_RATE_HZ = 8000
 _BIAS = 0x84
@@ -21,7 +20,8 @@ _CLIP = 32635
 
 
 def mulaw_encode_g711(samples: np.ndarray) -> np.ndarray:
-    """Float [-1, 1] -> G.711 μ-law bytes (the inverse of ``daemon.source.MULAW_TO_INT16``)."""
+    """Float [-1, 1] -> G.711 μ-law bytes (the inverse of
+    ``intentd.daemon.audio.sources.MULAW_TO_INT16``)."""
     x = np.round(np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0) * 32767.0)
     x = x.astype(np.int32)
     sign = (x < 0).astype(np.int32)

@@ -14,12 +14,17 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon.config import load_config
-from daemon.errors import ConfigError, DataError, IntentdError
-from trainer.augment import NOISE_KINDS, load_noise_file
-from trainer.evaluation import report as report_mod
-from trainer.evaluation.run import CLEAN, EvalSettings, evaluate
-from trainer.evaluation.streams import StreamOptions, build_streams, load_recording, load_utterances
+from intentd.daemon.config import load_config
+from intentd.daemon.errors import ConfigError, DataError, IntentdError
+from intentd.trainer.evaluation import report as report_mod
+from intentd.trainer.evaluation.run import CLEAN, EvalSettings, evaluate
+from intentd.trainer.evaluation.streams import (
+    StreamOptions,
+    build_streams,
+    load_recording,
+    load_utterances,
+)
+from intentd.trainer.synthesis.augment import NOISE_KINDS, load_noise_file
 
 log = logging.getLogger("intentd-eval")
 
@@ -111,7 +116,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.model import load_backend
+    from intentd.daemon.model.loader import load_backend
 
     _check(args)
     conditions = parse_conditions(args.snrs)

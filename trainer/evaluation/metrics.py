@@ -1,7 +1,7 @@
 """Metrics of an evaluation run, computed from the events of threshold-0 replays.
 
 A threshold ``t`` is applied afterwards: an event whose top score is below ``t`` becomes a
-``no_match``. Truth spans and events are paired by :func:`daemon.score.match` (one-to-one,
+``no_match``. Truth spans and events are paired by :func:`intentd.daemon.score.match` (one-to-one,
 by overlap), which does not depend on the threshold, so segmentation metrics do not either.
 """
 
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from daemon.score import Match, Span, match
+from intentd.daemon.score import Match, Span, match
 
 NO_MATCH = "no_match"  # an event was there but below the threshold
 MISSED = "missed"  # no event overlapped the truth span

@@ -1,4 +1,4 @@
-"""Replay audio through :class:`daemon.pipeline.Pipeline` in-process, as fast as possible.
+"""Replay audio through the daemon's engine in-process, as fast as possible.
 
 The same code path as the daemon: resampler, VAD segmenter, window cutter, worker and the
 event JSON; only the source (numpy chunks instead of a file/mic) and the sink (a list of
@@ -13,16 +13,15 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-
-from daemon.backend import ModelBackend
-from daemon.config import Config
-from daemon.errors import IntentdError
-from daemon.pipeline import Pipeline
+from intentd.daemon.config import Config
+from intentd.daemon.engine.pipeline import Pipeline
+from intentd.daemon.errors import IntentdError
+from intentd.daemon.model.backend import ModelBackend
 
 
 class ArraySource:
-    """:class:`daemon.source.AudioSource` over mono float chunks (any length), handed out
-    in blocks of ``block_ms``; not paced, so the pipeline runs faster than real time."""
+    """:class:`intentd.daemon.audio.sources.AudioSource` over mono float chunks (any length), handed
+    out in blocks of ``block_ms``; not paced, so the pipeline runs faster than real time."""
 
     def __init__(self, chunks: Iterable[np.ndarray], sample_rate_hz: int, block_ms: int,
                  name: str = "array", on_samples: Callable[[int], None] | None = None) -> None:
@@ -68,7 +67,8 @@ class ArraySource:
 
 
 class CaptureSink:
-    """:class:`daemon.sinks.Sink` that keeps every JSON line (and its parsed object)."""
+    """:class:`intentd.daemon.output.sinks.Sink` that keeps every JSON line (and its parsed
+    object)."""
 
     def __init__(self) -> None:
         self.name = "capture"

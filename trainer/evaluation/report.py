@@ -10,8 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on servers and CI
 
 import matplotlib.pyplot as plt
-
-from trainer.report import write_json
+from intentd.trainer.fitting.report import write_json
 
 SNR_PLOT = "accuracy_vs_snr.png"
 SWEEP_PLOT = "threshold_sweep.png"

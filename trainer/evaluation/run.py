@@ -10,15 +10,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from intentd.daemon.config import Config
+from intentd.daemon.model.backend import ModelBackend
+from intentd.trainer.evaluation import metrics as M
+from intentd.trainer.evaluation.channel import PHONE_RATE_HZ, PhoneLine
+from intentd.trainer.evaluation.replay import replay, sweep_config
+from intentd.trainer.evaluation.snr import NoiseMaker, max_frame_energy, noise_floor, noise_gain
+from intentd.trainer.evaluation.streams import SAMPLE_RATE_HZ, Stream
 from tqdm import tqdm
-
-from daemon.backend import ModelBackend
-from daemon.config import Config
-from trainer.evaluation import metrics as M
-from trainer.evaluation.channel import PHONE_RATE_HZ, PhoneLine
-from trainer.evaluation.replay import replay, sweep_config
-from trainer.evaluation.snr import NoiseMaker, max_frame_energy, noise_floor, noise_gain
-from trainer.evaluation.streams import SAMPLE_RATE_HZ, Stream
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from trainer import augment as aug
+from intentd.trainer.synthesis import augment as aug
 
 FRAME_S = 0.02
 
@@ -54,7 +53,7 @@ def mix_max_energy(speech: np.ndarray, noise: np.ndarray, snr_db: float,
 
 
 class NoiseMaker:
-    """Seeded noise of one kind (``trainer.augment`` generators) or user files."""
+    """Seeded noise of one kind (``intentd.trainer.synthesis.augment`` generators) or user files."""
 
     def __init__(self, kind: str, files: Sequence[np.ndarray] = (), seed: int = 0,
                  sample_rate_hz: int = 16000) -> None:

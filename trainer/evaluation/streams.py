@@ -1,9 +1,9 @@
 """Long test streams with exact truth spans, built from single utterances or a recording.
 
 An utterance stream is: gap, utt, gap, utt, ..., gap with gaps of 1.5-3 s. Each utterance
-is trimmed to its audible part first (``trainer.pauses.speech_bounds``), so a truth span
-is exactly the speech. Some utterances get an internal pause (0.3-1.2 s of silence) at the
-quietest 20 ms frame in their middle third (a word boundary, roughly): the daemon must
+is trimmed to its audible part first (``intentd.trainer.synthesis.pauses.speech_bounds``), so a
+truth span is exactly the speech. Some utterances get an internal pause (0.3-1.2 s of silence) at
+the quietest 20 ms frame in their middle third (a word boundary, roughly): the daemon must
 keep such a hesitation inside one utterance. Everything is driven by one seeded rng.
 """
 
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from daemon.errors import DataError
-from daemon.events import REJECT_LABEL
-from daemon.score import Span, read_truth
-from trainer.pauses import speech_bounds
+from intentd.daemon.errors import DataError
+from intentd.daemon.output.events import REJECT_LABEL
+from intentd.daemon.score import Span, read_truth
+from intentd.trainer.synthesis.pauses import speech_bounds
 
 SAMPLE_RATE_HZ = 16000
 
@@ -52,7 +51,7 @@ class StreamOptions:
 def load_utterances(src: str, max_utterances: int | None, seed: int
                     ) -> tuple[list[Utterance], tuple[str, ...]]:
     """The test split of an audiofolder/manifest SRC, shuffled (seeded) and capped."""
-    from trainer.data import load_audio, load_data
+    from intentd.trainer.fitting.data import load_audio, load_data
 
     data = load_data(src, seed=seed)
     # The rejection class is what the truth spans are not: its audio belongs to the
@@ -130,8 +129,7 @@ def build_streams(utts: list[Utterance], seed: int, options: StreamOptions) -> l
 def load_recording(wav: str | Path, truth_csv: str | Path) -> Stream:
     """A long recording and its ``start_s,end_s,intent`` CSV as one stream (16 kHz)."""
     import soundfile as sf
-
-    from daemon.windowing import preprocess
+    from intentd.daemon.audio.windowing import preprocess
 
     try:
         audio, rate = sf.read(str(wav), dtype="float32", always_2d=False)

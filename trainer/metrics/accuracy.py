@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import evaluate
 import numpy as np
-
-from trainer.metrics._info import class_id_metric_info
+from intentd.trainer.metrics._info import class_id_metric_info
 
 _DESCRIPTION = "Accuracy = (number of correct predictions) / (number of predictions)."
 _KWARGS = """

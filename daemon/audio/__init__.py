@@ -1,0 +1,1 @@
+"""Audio in: sources, resampling, VAD, noise gate, segmentation, windowing."""

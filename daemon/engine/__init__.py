@@ -1,0 +1,1 @@
+"""The engine: per-stream stages, the shared model worker, the supervisor."""

@@ -1,0 +1,1 @@
+"""Models: the backend protocol, loaders, the compact model, its front-ends, ensembles."""

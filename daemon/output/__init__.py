@@ -1,0 +1,1 @@
+"""Events out: the typed events, their router and the sinks."""

@@ -1,0 +1,1 @@
+"""Fitting a classifier: data, features, batching, fit, calibration, reports."""

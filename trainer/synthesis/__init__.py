@@ -1,0 +1,1 @@
+"""Speech from a spec: templates, voices, augmentation, crowd, negatives, demo calls."""

@@ -1,0 +1,1 @@
+"""After fit: encoder tuning, soups, ensembles, held-out measuring."""
