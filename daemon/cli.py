@@ -22,12 +22,20 @@ from intentd.daemon import __version__
 from intentd.daemon.errors import IntentdError
 
 if TYPE_CHECKING:
-    from intentd.daemon.engine.pipeline import Pipeline
-    from intentd.daemon.output.sinks import Sink
+    from intentd.daemon.engine.supervisor import Supervisor
 
 log = logging.getLogger("intentd")
 
 DEFAULT_CONFIG = "config.yaml"
+EPILOG = """examples:
+  intentd --model models/home --input mic
+  intentd --model models/home --input kitchen=mic:USB --input hall=mic:2
+  intentd --model models/bank --input line7=calls/7.wav --input line8=calls/8.wav --no-realtime
+  arecord -q -f S16_LE -r 16000 -c 1 | intentd --model models/home --input -
+  intentd --model models/home --output unix:/run/intentd/events.sock
+
+exit codes: 0 ok; 2 bad usage, config or input (one line on stderr says what and how to
+fix it); 1 an internal failure (the log has the details)."""
 
 
 class _StopBeforeStart(Exception):
@@ -37,14 +45,18 @@ class _StopBeforeStart(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="intentd",
-        description="Offline streaming speech-to-intent daemon: audio in, JSON lines out.",
+        description="Offline streaming speech-to-intent daemon: audio in, JSON lines out. "
+                    "Several inputs run in one process and share the model.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="PATH",
                    help=f"settings file (default: ./{DEFAULT_CONFIG} if it exists, "
                         "else built-in defaults)")
     p.add_argument("--model", metavar="DIR", help="model directory (model.path)")
-    p.add_argument("--input", metavar="SRC",
-                   help="mic | mic:DEVICE | FILE (wav/flac/ogg) | - (raw PCM on stdin)")
+    p.add_argument("--input", action="append", metavar="[NAME=]SRC",
+                   help="mic | mic:DEVICE | FILE (wav/flac/ogg) | - (raw PCM on stdin); "
+                        "repeat for several streams; NAME is the events' stream (default: "
+                        "derived from the source)")
     p.add_argument("--input-rate", type=int, metavar="HZ",
                    help="stdin only: sample rate of the raw PCM")
     p.add_argument("--input-channels", type=int, metavar="N",
@@ -69,7 +81,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     """Dotted config keys for the options given (None = not given)."""
     return {
         "model.path": args.model,
-        "input.source": args.input,
+        "inputs": list(args.input) if args.input else None,
         "input.rate_hz": args.input_rate,
         "input.channels": args.input_channels,
         "input.format": args.input_format,
@@ -115,45 +127,40 @@ def _run(argv: list[str] | None) -> int:
     _setup_logging(cfg.log_level)
     log.info("intentd %s starting (config: %s)", __version__, config_path or "built-in defaults")
 
+    from intentd.daemon.engine.supervisor import Supervisor
+
     out = _event_stdout()
-    pipeline: Pipeline | None = None
+    supervisor: Supervisor | None = None
     stops = 0
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal stops
         stops += 1
-        if pipeline is None:
+        if supervisor is None or not supervisor.ready.is_set():
             raise _StopBeforeStart  # still loading: nothing heard yet, nothing to finish
         if stops > 1:
             os._exit(130 if signum == signal.SIGINT else 143)  # second signal: now
-        pipeline.request_stop()
+        supervisor.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    from intentd.daemon.audio.sources import open_source
-
-    # The input is checked before torch and the model load (seconds), so a typo fails at once.
-    source = open_source(cfg.input)
-    import torch
-
-    # Set before any model work; inter-op threads can only be set once per process.
-    torch.set_num_threads(cfg.model.threads)
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
-
-    from intentd.daemon.engine.pipeline import Pipeline
-    from intentd.daemon.model.loader import load_backend
-    from intentd.daemon.output.sinks import open_sinks
-
-    backend = load_backend(cfg.model.path, cfg.model.threads)
-    sinks: list[Sink] = []
+    supervisor = Supervisor(cfg, stdout=out)
     try:
-        sinks = open_sinks(cfg.output.targets, cfg.output, stdout=out)
-        pipeline = Pipeline(cfg, source, backend, sinks)
-        code = pipeline.run()
+        # The inputs are checked before torch and the model load (seconds), so a typo
+        # fails at once.
+        supervisor.open_inputs()
+        import torch
+
+        # Set before any model work; inter-op threads can only be set once per process.
+        torch.set_num_threads(cfg.model.threads)
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+        supervisor.load_model()
+        supervisor.open_outputs()
+        code = supervisor.run()
     except BaseException:
-        for sink in sinks:
-            sink.close()  # never leave a socket file behind
+        if supervisor.router is not None:
+            supervisor.router.close()  # never leave a socket file behind
         raise
     out.flush()
     return code

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from intentd.daemon.errors import ConfigError
 
 
@@ -46,6 +47,12 @@ def _key_lines(node: yaml.Node | None, origin: str, prefix: str = "") -> dict[st
         out[key] = line
         if not prefix:
             out.update(_key_lines(vnode, origin, f"{key}."))
+            if isinstance(vnode, yaml.SequenceNode):  # a list: inputs[0], inputs[0].source
+                for i, item in enumerate(vnode.value):
+                    out[f"{key}[{i}]"] = item.start_mark.line + 1
+                    if isinstance(item, yaml.MappingNode):
+                        for k, _ in item.value:
+                            out[f"{key}[{i}].{k.value}"] = k.start_mark.line + 1
     return out
 
 

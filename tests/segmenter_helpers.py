@@ -4,6 +4,7 @@ checking that every kept utterance's audio is exactly the stream's audio over it
 from __future__ import annotations
 
 import numpy as np
+
 from intentd.daemon.audio.segmenter import (
     Discarded,
     Segmenter,

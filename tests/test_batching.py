@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+
 from intentd.trainer.fitting.batching import BucketedSampler, length_split_loss
 
 

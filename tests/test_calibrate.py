@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from intentd.daemon.errors import DataError
 from intentd.daemon.model import embedding
 from intentd.daemon.model.compact import (

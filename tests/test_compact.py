@@ -5,23 +5,24 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import intentd.daemon  # noqa: F401  (registration side effect under test)
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    pipeline,
+)
+
+import intentd.daemon  # noqa: F401  (registration side effect under test)
 from intentd.daemon.model import embedding
 from intentd.daemon.model.compact import (
     CompactConfig,
     CompactFeatureExtractor,
     CompactForAudioClassification,
     register,
-)
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModelForAudioClassification,
-    pipeline,
 )
 
 SR = 16000

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.config import (
     Config,
@@ -103,6 +104,31 @@ def test_input_source_parsing(source, kind, device, path):
     assert (c.kind, c.device, c.path) == (kind, device, path)
 
 
+def test_inputs_errors_name_the_entry_line(tmp_path: Path):
+    assert error(tmp_path, "inputs:\n  - mic\n  - {name: x, source: mic:1, block_ms: 0}\n") == (
+        f"{tmp_path}/config.yaml:3: inputs[1].block_ms = 0 is invalid; allowed: an integer "
+        "5..1000")
+    assert error(tmp_path, "inputs:\n  - mic\n  - 'mic:'\n").startswith(
+        f"{tmp_path}/config.yaml:3: inputs[1] = 'mic:' is invalid; allowed: mic | mic:DEVICE")
+
+
+def test_inputs_named_derived_unique_and_relative_to_the_file(tmp_path: Path):
+    p = write(tmp_path, "input:\n  realtime: false\ninputs:\n  - kitchen=mic:USB\n"
+                        "  - calls/7.wav\n  - {source: other/7.wav, block_ms: 20}\n  - '-'\n")
+    cfg = load_config(p)
+    assert [(i.name, i.kind, i.realtime, i.block_ms) for i in cfg.inputs] == [
+        ("kitchen", "mic", False, 30), ("7", "file", False, 30), ("7-2", "file", False, 20),
+        ("stdin", "stdin", False, 30)]
+    assert cfg.inputs[1].source == str(tmp_path / "calls/7.wav")
+    # The command line replaces the file's inputs; paths stay relative to the cwd.
+    cli = load_config(p, {"inputs": ["a.wav", "line7=b.wav"]})
+    assert [(i.name, i.source) for i in cli.inputs] == [("a", "a.wav"), ("line7", "b.wav")]
+    # One unnamed input: output.stream_name (older configs) still names it.
+    assert load_config(None, {"output.stream_name": "desk"}).inputs[0].name == "desk"
+    assert load_config(None).inputs[0].name == "mic"
+    assert Config().inputs == (InputConfig(name="mic"),)
+
+
 def test_windows_spec_and_targets():
     cfg = load_config(None, {"windows.window_s": 1.5, "windows.hop_s": 0.25,
                              "output.targets": ["stdout", "unix:/run/i.sock", "tcp:[::1]:80"],
@@ -138,9 +164,19 @@ def test_bad_value_message_names_file_line_key_value_and_allowed(tmp_path: Path)
         ("input:\n  source: 'mic:'\n", "input.source = 'mic:' is invalid"),
         ("output:\n  unix_mode: 0660\n", 'output.unix_mode = 432 is invalid; allowed: an octal'),
         ("output:\n  unix_mode: '0999'\n", "output.unix_mode = '0999' is invalid"),
-        ("output:\n  targets: [stdout, 'tcp:host:0']\n", "output.targets = 'tcp:host:0' is inv"),
-        ("output:\n  targets: ['tcp:host:70000']\n", "allowed: tcp:HOST:PORT with PORT 1-65535"),
-        ("output:\n  targets: ['tcp::80']\n", "output.targets = 'tcp::80' is invalid"),
+        ("output:\n  targets: [stdout, 'tcp:host:x']\n", "output.targets = 'tcp:host:x' is inv"),
+        ("output:\n  targets: ['tcp:host:70000']\n", "allowed: tcp:HOST:PORT with PORT 0-65535"),
+        ("output:\n  targets: ['udp::80']\n", "unknown output 'udp::80'; use stdout | unix:PATH"),
+        ("output:\n  targets: [stdout, 'stdout']\n", "output 'stdout' is listed twice"),
+        ("inputs: [a=mic, a=mic:2]\n", "stream name 'a' is given to more than one input"),
+        ("inputs: [-, stdin]\n", "allowed: at most one stdin input"),
+        ("inputs:\n  - {name: 'bad name', source: mic}\n",
+         "inputs[0].name = 'bad name' is invalid; allowed: stream name 'bad name' is invalid"),
+        ("inputs:\n  - {source: mic, rate: 8000}\n", "unknown key inputs[0].rate; did you mean "
+                                                      "inputs[0].rate_hz?"),
+        ("inputs:\n  - {name: x}\n", "allowed: a mapping with a source key"),
+        ("inputs:\n  - {source: a.wav, realtime: 3}\n", "inputs[0].realtime = 3 is invalid"),
+        ("inputs: []\n", "inputs = [] is invalid; allowed: a list of inputs"),
         ("output:\n  targets: ['unix:']\n", "output.targets = 'unix:' is invalid"),
         ("output:\n  targets: [udp:1.2.3.4:5]\n", "output.targets = 'udp:1.2.3.4:5' is invalid"),
         ("output:\n  targets: []\n", "output.targets = () is invalid; allowed: a non-empty list"),
@@ -170,7 +206,8 @@ def test_unknown_keys_suggest_closest(tmp_path: Path):
         f"{tmp_path}/config.yaml:2: unknown key vad.min_silence; did you mean vad.min_silence_ms?"
     )
     assert "did you mean model.threshold?" in error(tmp_path, "threshold: 0.3\n")
-    assert "did you mean input?" in error(tmp_path, "inputs:\n  source: mic\n")
+    assert "(a single input goes under input:)" in error(tmp_path, "inputs:\n  source: mic\n")
+    assert "did you mean input?" in error(tmp_path, "inptu:\n  source: mic\n")
     assert "known keys: input.source" in error(tmp_path, "zzzzzz: 1\n")
 
 

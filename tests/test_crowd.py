@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from intentd.trainer.evaluation.snr import max_frame_energy
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import crowd

@@ -107,7 +107,7 @@ class _Daemon:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.stderr.append(line)
-            if "running:" in line:
+            if " ready: " in line:
                 self.running.set()
 
     def _watch_stdout(self) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiofolder import write_split
+
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.errors import DataError
 from intentd.trainer.fitting import data, features

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from intentd.daemon.model import embedding as E
 from signals import speechlike
+
+from intentd.daemon.model import embedding as E
 
 SR = 16000
 

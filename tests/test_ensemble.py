@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_wav2vec2
+from signals import speechlike
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.model.ensemble import EnsembleBackend
 from intentd.daemon.model.loader import load_backend
 from intentd.trainer.cli import main as train_main
 from intentd.trainer.tuning.ensemble_cli import build_ensemble
-from signals import speechlike
 
 
 def _other_weights(src: Path, out: Path) -> Path:

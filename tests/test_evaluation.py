@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from intentd.daemon.audio.sources import MULAW_TO_INT16
 from intentd.daemon.score import Span
 from intentd.trainer.evaluation import metrics as M

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiofolder import write_split
+
 from intentd.daemon.errors import ConfigError
 from intentd.trainer.fitting.fit import DataArguments, ModelArguments, TrainArguments, fit
 
@@ -96,8 +97,9 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     saved = json.loads((compact_model / "config.json").read_text())["score_temperature"]
     assert saved == pytest.approx(cal["score_temperature"], abs=1e-4)
 
-    from intentd.daemon.model.compact import register
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
+
+    from intentd.daemon.model.compact import register
 
     register()  # the Auto classes must know the compact model
 

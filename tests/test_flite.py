@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.output.events import REJECT_LABEL
 from intentd.trainer.synthesis import tts_flite

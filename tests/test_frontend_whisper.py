@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from signals import speechlike
+
 from intentd.daemon.errors import DataError
 from intentd.daemon.model import compact, frontends
 from intentd.daemon.model import frontend_whisper as W
 from intentd.daemon.model.loader import load_backend
-from signals import speechlike
 
 SR = 16000
 
@@ -53,8 +54,18 @@ def test_long_audio_is_encoded_in_30_s_pieces() -> None:
     x = speechlike(31 * SR)
     e = W.embed(x)
     assert e.shape == (387, W.EMBEDDING_DIM)  # 3100 frames -> 1500 + 50 states -> 387
-    first = W._encode(W.log_mel(x)[:, :3000], 1)  # 1500 states of 20 ms
+    first = W._encode_batch([W.log_mel(x)[:, :3000]], 1)[0]  # 1500 states of 20 ms
     np.testing.assert_array_equal(e[:375], first.reshape(375, 4, 384).mean(axis=1))
+
+
+def test_embed_many_batches_equal_lengths_and_matches_each_alone() -> None:
+    # Two clips of one length (one encoder call) and one of another: each row is what the
+    # clip gives alone, so a stream's scores do not depend on what other streams say.
+    clips = [speechlike(SR, 0), speechlike(SR + 7, 1), speechlike(SR // 2, 2)]
+    many = W.embed_many(clips)
+    for clip, e in zip(clips, many, strict=True):
+        np.testing.assert_allclose(e, W.embed(clip), atol=1e-4)
+    assert not np.allclose(many[0], many[1])
 
 
 def test_streaming_equals_offline() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
 from intentd.daemon.audio.windowing import WindowSpec, cut_windows
 from intentd.daemon.errors import DataError
 from intentd.daemon.model import frontends
@@ -17,7 +19,6 @@ from intentd.daemon.model.compact import (
     CompactForAudioClassification,
 )
 from intentd.daemon.model.loader import CompactBackend, HFBackend, load_backend
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
 SR = 16000
 LABELS = ("lights_on", "lights_off", "weather")

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from segmenter_helpers import (
+    F30,
+    SR,
+    amplitude_vad,
+    check_audio_invariant,
+    feed,
+    harmonic,
+    square,
+)
+
 from intentd.daemon.audio.noise_gate import (
     GATE_HIGHPASS_HZ,
     NOISE_FLOOR_MIN_DBFS,
@@ -20,15 +30,6 @@ from intentd.daemon.audio.noise_gate import (
 )
 from intentd.daemon.audio.segmenter import Segmenter, UtteranceEnd
 from intentd.daemon.config import VadConfig
-from segmenter_helpers import (
-    F30,
-    SR,
-    amplitude_vad,
-    check_audio_invariant,
-    feed,
-    harmonic,
-    square,
-)
 
 
 def test_noise_floor_percentile_window_and_absolute_floor():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from intentd.daemon.errors import ConfigError
 from intentd.trainer.synthesis import pauses
 from intentd.trainer.synthesis.synth import SynthOptions, synthesize

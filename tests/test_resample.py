@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
+
 from intentd.daemon.audio.resample import QUALITY, StreamResampler
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from intentd.daemon.audio.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
-from intentd.daemon.audio.vad import VadStateMachine
-from intentd.daemon.config import VadConfig
 from segmenter_helpers import (
     F30,
     SR,
@@ -17,6 +14,10 @@ from segmenter_helpers import (
     harmonic,
     square,
 )
+
+from intentd.daemon.audio.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from intentd.daemon.audio.vad import VadStateMachine
+from intentd.daemon.config import VadConfig
 
 
 def _layout(parts: list[tuple[int, int]], tail_samples: int = 0) -> np.ndarray:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.events import SpeechStartEvent, to_json_line
 from intentd.daemon.output.sinks import (
     StdoutSink,
     TcpSink,
@@ -28,8 +30,16 @@ BATCH = 20
 PAYLOAD = "x" * 4000  # large lines fill a stuck client's kernel buffers quickly
 
 
-def _line(i: int) -> str:
-    return json.dumps({"i": i, "pad": PAYLOAD})
+TS = 1714564800.0
+
+
+def _event(i: int, stream: str = "s" + PAYLOAD) -> SpeechStartEvent:
+    """An event whose JSON line is large by default (its stream name)."""
+    return SpeechStartEvent(i, stream, 0.0, TS)
+
+
+def _ids(lines: list[str]) -> list[int]:
+    return [json.loads(x)["utterance_id"] for x in lines]
 
 
 def _wait_for(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -93,7 +103,7 @@ def test_stuck_client_drops_oldest_and_never_blocks(transport: str, tmp_path: Pa
     def produce() -> None:
         for start in range(0, N_EVENTS, BATCH):
             for i in range(start, start + BATCH):
-                sink.emit(_line(i))
+                sink.emit(_event(i))
             # Pace only on the good client, as a live pipeline would be paced by speech.
             _wait_for(lambda n=start + BATCH: len(good.lines) >= n)
 
@@ -110,7 +120,7 @@ def test_stuck_client_drops_oldest_and_never_blocks(transport: str, tmp_path: Pa
 
     sink.close()
     good.join(timeout=10)
-    assert [json.loads(x)["i"] for x in good.lines] == list(range(N_EVENTS))
+    assert _ids(good.lines) == list(range(N_EVENTS))
     stuck.close()
     if transport == "unix":
         assert not Path(sink.path).exists()  # type: ignore[union-attr]
@@ -123,13 +133,13 @@ def test_vanished_client_is_removed_and_others_continue(tmp_path: Path) -> None:
     a.start()
     b = _connect(sink)
     _wait_for(lambda: _connected(sink) == 2)
-    sink.emit('{"i": 0}')
+    sink.emit(_event(0, "a"))
     b.close()
     _wait_for(lambda: _connected(sink) == 1)
-    sink.emit('{"i": 1}')
+    sink.emit(_event(1, "a"))
     sink.close()
     a.join(timeout=5)
-    assert a.lines == ['{"i": 0}', '{"i": 1}']
+    assert a.lines == [to_json_line(_event(0, "a")), to_json_line(_event(1, "a"))]
     assert len(sink.stats()["clients"]) == 2
 
 
@@ -162,17 +172,21 @@ def test_stdout_sink_writes_lines_and_survives_broken_pipe(
     buf = io.StringIO()
     sink = StdoutSink(buf)
     sink.start()
-    sink.emit('{"a": 1}')
-    sink.emit('{"a": 2}')
-    assert buf.getvalue() == '{"a": 1}\n{"a": 2}\n'
+    sink.emit(_event(1, "a"))
+    sink.emit(_event(2, "a"))
+    assert buf.getvalue() == (
+        '{"v": 1, "type": "speech_start", "utterance_id": 1, "stream": "a", "start_s": 0.0, '
+        '"ts": "2024-05-01T12:00:00.000Z"}\n'
+        '{"v": 1, "type": "speech_start", "utterance_id": 2, "stream": "a", "start_s": 0.0, '
+        '"ts": "2024-05-01T12:00:00.000Z"}\n')
 
     r, w = os.pipe()
     os.close(r)
     stream = os.fdopen(w, "w")
     broken = StdoutSink(stream)
     broken.start()
-    broken.emit('{"a": 1}')
-    broken.emit('{"a": 2}')
+    broken.emit(_event(1, "a"))
+    broken.emit(_event(2, "a"))
     broken.close()
     stream.close()
     assert broken.stats() == {"sink": "stdout", "written": 0, "lost": 2, "broken_pipe": True}
@@ -195,6 +209,8 @@ def test_target_parsing(tmp_path: Path) -> None:
     for bad in ("udp:1.2.3.4:5", "tcp:host:notaport", "tcp:1.2.3.4:70000", "unix:"):
         with pytest.raises(ConfigError):
             make_sink(bad)
+    assert make_sink("tcp://127.0.0.1:7700").port == 7700  # type: ignore[attr-defined]
+    assert make_sink("unix:///run/x.sock").path == "/run/x.sock"  # type: ignore[attr-defined]
     assert parse_mode("660") == 0o660 and parse_mode(0o600) == 0o600
     with pytest.raises(ConfigError):
         parse_mode("rw-rw----")

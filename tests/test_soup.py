@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+from signals import speechlike
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.model.loader import load_backend
 from intentd.trainer.tuning import whisper_torch as WT
 from intentd.trainer.tuning.soup import build_soup
 from intentd.trainer.tuning.tune_encoder import TuneOptions, tune
-from safetensors.torch import load_file, save_file
-from signals import speechlike
 
 SR = 16000
 

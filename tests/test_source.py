@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from intentd.daemon.audio.sources import (
     MULAW_TO_INT16,
     AudioSource,

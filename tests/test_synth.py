@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.output.events import REJECT_LABEL
 from intentd.trainer.synthesis import augment as aug

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from intentd.daemon.errors import DataError
 from intentd.trainer.synthesis.templates import (
     count_expansions,

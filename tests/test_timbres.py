@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import espeak_timbres, tts_espeak
 from intentd.trainer.synthesis.synth import SynthOptions

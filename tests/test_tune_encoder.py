@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from signals import speechlike
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.model import compact, frontends
 from intentd.daemon.model import frontend_whisper as W
@@ -17,7 +19,6 @@ from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.tuning import whisper_torch as WT
 from intentd.trainer.tuning.heldout import fit_split
 from intentd.trainer.tuning.tune_encoder import TuneOptions, _noisy_copy, crowd_beds, tune
-from signals import speechlike
 
 SR = 16000
 

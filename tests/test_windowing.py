@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from intentd.daemon.audio.windowing import (
     WindowCutter,
     WindowSpec,

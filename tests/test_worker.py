@@ -8,19 +8,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from intentd.daemon.engine.worker import (
+
+from intentd.daemon.engine.items import (
     STOP,
     AudioItem,
     DiscardItem,
     EndItem,
     EventItem,
+    StreamEnded,
     WindowItem,
-    Worker,
-    WorkerSettings,
-    combine_windows,
-    top_k,
 )
-from intentd.daemon.output.events import REJECT_LABEL, SpeechStartEvent
+from intentd.daemon.engine.worker import Worker, WorkerSettings, combine_windows, top_k
+from intentd.daemon.output.events import REJECT_LABEL, Event, SpeechStartEvent, to_json_line
+from intentd.daemon.output.router import Router
 
 LABELS = ("alarm", "balance", "cancel")
 # The fake model reads a window's first sample as an index into this table; the values are
@@ -34,14 +34,15 @@ TS = 1714564800.0  # 2024-05-01T12:00:00Z
 
 
 class FakeScorer:
-    def __init__(self, log: list[np.ndarray]) -> None:
+    def __init__(self, log: list[np.ndarray], probs: np.ndarray) -> None:
         self.log = log
+        self.probs = probs
 
     def push(self, samples: np.ndarray) -> None:
         self.log.append(np.asarray(samples).copy())
 
     def result(self) -> np.ndarray:
-        return np.array([0.125, 0.125, 0.75])
+        return self.probs
 
 
 class FakeBackend:
@@ -49,7 +50,10 @@ class FakeBackend:
     labels = LABELS
     sample_rate_hz = 16000
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "fake", utterance_probs: tuple[float, ...] = (
+            0.125, 0.125, 0.75)) -> None:
+        self.name = name
+        self.utterance_probs = np.array(utterance_probs)
         self.batch_sizes: list[int] = []
         self.pushed: list[np.ndarray] = []
         self.scorers = 0
@@ -60,7 +64,19 @@ class FakeBackend:
 
     def utterance_scorer(self) -> FakeScorer:
         self.scorers += 1
-        return FakeScorer(self.pushed)
+        return FakeScorer(self.pushed, self.utterance_probs)
+
+
+class BatchingBackend(FakeBackend):
+    """Offers score_many, as the compact backend does; records each call's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verdict_batches: list[int] = []
+
+    def score_many(self, scorers: list[FakeScorer]) -> np.ndarray:
+        self.verdict_batches.append(len(scorers))
+        return np.stack([s.result() for s in scorers])
 
 
 class ListSink:
@@ -71,8 +87,8 @@ class ListSink:
 
     def start(self) -> None: ...
 
-    def emit(self, line: str) -> None:
-        self.lines.append(line)
+    def emit(self, event: Event) -> None:
+        self.lines.append(to_json_line(event))
 
     def close(self) -> None: ...
 
@@ -92,7 +108,7 @@ def _run(items: list[Any], **settings: Any) -> tuple[list[dict[str, Any]], FakeB
     q: queue.Queue[Any] = queue.Queue()
     for it in [*items, STOP]:
         q.put(it)
-    worker = Worker(backend, WorkerSettings(**settings), [sink], q, model_name="tiny",
+    worker = Worker(backend, WorkerSettings(**settings), Router([sink]), q, model_name="tiny",
                     clock=lambda: 100.25, wall_clock=lambda: TS)
     worker.run()
     return [json.loads(x) for x in sink.lines], backend, worker
@@ -100,7 +116,7 @@ def _run(items: list[Any], **settings: Any) -> tuple[list[dict[str, Any]], FakeB
 
 def _utterance(uid: int, kinds: list[int], stream: str = "default") -> list[Any]:
     items: list[Any] = [WindowItem(stream, uid, 8000 * i, _window(k)) for i, k in enumerate(kinds)]
-    items.append(EndItem(stream, uid, 16000, 40000, 100.0, "silence"))
+    items.append(EndItem(stream, uid, 16000, 40000, 100.0, "silence", len(kinds)))
     return items
 
 
@@ -110,7 +126,7 @@ def test_mean_rule_below_threshold_is_no_match_with_exact_line() -> None:
     q: queue.Queue[Any] = queue.Queue()
     for it in [*_utterance(4, [0, 1]), STOP]:
         q.put(it)
-    Worker(backend, WorkerSettings(verdict="mean", threshold=0.5, top_k=3), [sink], q,
+    Worker(backend, WorkerSettings(verdict="mean", threshold=0.5, top_k=3), Router([sink]), q,
            model_name="tiny", clock=lambda: 100.25, wall_clock=lambda: TS).run()
     # mean of the two windows = [0.375, 0.4375, 0.1875]
     assert sink.lines == [
@@ -146,14 +162,14 @@ def test_utterance_rule_uses_the_scorer_fed_incrementally() -> None:
     b = np.full(2000, 0.2, dtype=np.float32)
     items: list[Any] = [
         AudioItem("default", 0, a), WindowItem("default", 0, 0, _window(0)),
-        AudioItem("default", 0, b), EndItem("default", 0, 0, 6000, 100.0, "silence"),
+        AudioItem("default", 0, b), EndItem("default", 0, 0, 6000, 100.0, "silence", 1),
     ]
     events, backend, _ = _run(items, verdict="utterance", threshold=0.5)
     assert backend.scorers == 1
     assert [x.size for x in backend.pushed] == [4000, 2000]
     assert (events[0]["type"], events[0]["intent"], events[0]["score"]) == (
         "intent", "cancel", 0.75)
-    assert events[0]["windows"] == 1
+    assert events[0]["windows"] == 1  # windows cut, though none needed the model here
 
 
 def test_top_k_ordering_and_ties_keep_label_order() -> None:
@@ -171,8 +187,8 @@ def test_windows_are_batched_and_streams_are_kept_apart() -> None:
     for k_a, k_b in [(0, 2), (0, 2), (0, 2)]:
         items.append(WindowItem("a", 1, 0, _window(k_a)))
         items.append(WindowItem("b", 1, 0, _window(k_b)))
-    items.append(EndItem("a", 1, 0, 16000, 100.0, "silence"))
-    items.append(EndItem("b", 1, 0, 16000, 100.0, "silence"))
+    items.append(EndItem("a", 1, 0, 16000, 100.0, "silence", 3))
+    items.append(EndItem("b", 1, 0, 16000, 100.0, "silence", 3))
     events, backend, worker = _run(items, verdict="mean", threshold=0.5, max_batch_windows=4)
     assert backend.batch_sizes == [4, 2]
     assert [(e["stream"], e["intent"], e["windows"]) for e in events] == [
@@ -192,7 +208,8 @@ def test_discarded_utterance_emits_nothing_and_events_keep_order() -> None:
     assert [(e["type"], e["utterance_id"]) for e in events] == [
         ("speech_start", 0), ("speech_start", 1), ("intent", 1)]
     stats = worker.stats()
-    assert stats["events"] == {"intent": 1, "no_match": 0, "speech_start": 2, "speech_end": 0}
+    assert stats["events"] == {"intent": 1, "no_match": 0, "speech_start": 2, "speech_end": 0,
+                               "window": 0}
     assert stats["latency_ms_median"] == 250.0
 
 
@@ -204,7 +221,7 @@ def test_bad_backend_shape_is_an_error() -> None:
     q: queue.Queue[Any] = queue.Queue()
     q.put(WindowItem("default", 0, 0, _window(0)))
     with pytest.raises(RuntimeError, match="shape"):
-        Worker(Broken(), WorkerSettings(), [ListSink()], q)._handle([q.get()])
+        Worker(Broken(), WorkerSettings(), Router([ListSink()]), q)._handle([q.get()])
 
 
 def test_rejection_class_winning_is_no_match_at_any_threshold() -> None:
@@ -215,7 +232,7 @@ def test_rejection_class_winning_is_no_match_at_any_threshold() -> None:
     q: queue.Queue[Any] = queue.Queue()
     for it in [*_utterance(0, [2]), *_utterance(1, [1]), STOP]:
         q.put(it)
-    Worker(RejectingBackend(), WorkerSettings(verdict="mean", threshold=0.0), [sink], q,
+    Worker(RejectingBackend(), WorkerSettings(verdict="mean", threshold=0.0), Router([sink]), q,
            model_name="tiny", clock=lambda: 100.25, wall_clock=lambda: TS).run()
     rejected, accepted = (json.loads(x) for x in sink.lines)
     assert (rejected["type"], rejected["intent"], rejected["score"]) == ("no_match", None, 0.75)
@@ -226,20 +243,99 @@ def test_rejection_class_winning_is_no_match_at_any_threshold() -> None:
 @pytest.mark.parametrize("verdict", ["mean", "max"])
 def test_window_verdict_with_a_rejection_class_warns(verdict: str, tmp_path: Any,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    import soundfile as sf
-    from intentd.daemon.audio.sources import FileSource
     from intentd.daemon.config import load_config
-    from intentd.daemon.engine.pipeline import Pipeline
+    from intentd.daemon.engine.supervisor import Supervisor
 
     class RejectingBackend(FakeBackend):
         labels = ("alarm", "balance", REJECT_LABEL)
 
-    wav = tmp_path / "x.wav"
-    sf.write(str(wav), np.zeros(1600, np.float32), 16000)
     cfg = load_config(None, {"model.path": str(tmp_path), "model.verdict": verdict})
-    caplog.set_level("WARNING", logger="intentd.daemon.engine.pipeline")
-    Pipeline(cfg, FileSource(wav, realtime=False), RejectingBackend(), [ListSink()])
+    caplog.set_level("WARNING", logger="intentd.daemon.engine.supervisor")
+    Supervisor(cfg, load_backend=lambda path, threads: RejectingBackend()).load_model()
     assert f"model.verdict '{verdict}' with a model that has the rejection class" in caplog.text
     caplog.clear()
-    Pipeline(cfg, FileSource(wav, realtime=False), FakeBackend(), [ListSink()])
+    Supervisor(cfg, load_backend=lambda path, threads: FakeBackend()).load_model()
     assert "rejection class" not in caplog.text
+
+
+def test_utterance_verdict_classifies_no_window_unless_window_events() -> None:
+    items: list[Any] = [AudioItem("s", 0, np.zeros(100, np.float32)),
+                        WindowItem("s", 0, 0, _window(1)),
+                        EndItem("s", 0, 0, 16000, 100.0, "silence", 1)]
+    events, backend, worker = _run(items, verdict="utterance", window_events=True)
+    assert backend.batch_sizes == [1]
+    assert [e["type"] for e in events] == ["window", "intent"]
+    assert to_json_line_of(events[0]) == (
+        '{"v": 1, "type": "window", "utterance_id": 0, "stream": "s", "start_s": 0.0, '
+        '"end_s": 1.0, "top": [{"intent": "balance", "score": 0.625}, {"intent": "alarm", '
+        '"score": 0.25}, {"intent": "cancel", "score": 0.125}], '
+        '"ts": "2024-05-01T12:00:00.000Z"}')
+    assert worker.stats()["events"]["window"] == 1
+    assert not WorkerSettings(verdict="utterance").needs_windows
+    assert WorkerSettings(verdict="utterance", window_events=True).needs_windows
+    assert WorkerSettings(verdict="max").needs_windows
+
+
+def to_json_line_of(event: dict[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False)
+
+
+def test_verdicts_ending_together_are_scored_in_one_call_per_stream_order_kept() -> None:
+    backend = BatchingBackend()
+    sink = ListSink()
+    q: queue.Queue[Any] = queue.Queue()
+    for it in [AudioItem("a", 0, np.zeros(10, np.float32)),
+               AudioItem("b", 0, np.zeros(10, np.float32)),
+               EventItem(SpeechStartEvent(1, "a", 2.0, TS)),
+               EndItem("a", 0, 0, 16000, 100.0, "silence"),
+               EndItem("b", 0, 0, 16000, 100.0, "silence"),
+               AudioItem("a", 1, np.zeros(10, np.float32)),
+               EndItem("a", 1, 32000, 48000, 100.0, "silence"), STOP]:
+        q.put(it)
+    worker = Worker(backend, WorkerSettings(), Router([sink]), q, clock=lambda: 100.25,
+                    wall_clock=lambda: TS)
+    worker.run()
+    assert backend.verdict_batches == [3]
+    assert worker.stats()["verdict_batches"] == 1
+    got = [json.loads(x) for x in sink.lines]
+    assert [(e["stream"], e["type"], e["utterance_id"]) for e in got] == [
+        ("a", "speech_start", 1), ("a", "intent", 0), ("b", "intent", 0), ("a", "intent", 1)]
+
+
+def test_swap_applies_to_utterances_that_start_after_it() -> None:
+    old, new = FakeBackend("old", (0.75, 0.125, 0.125)), FakeBackend("new", (0.125, 0.75, 0.125))
+    sink = ListSink()
+    q: queue.Queue[Any] = queue.Queue()
+    worker = Worker(old, WorkerSettings(), Router([sink]), q, clock=lambda: 100.25,
+                    wall_clock=lambda: TS)
+    worker._handle([AudioItem("s", 0, np.zeros(10, np.float32))])  # utterance 0 begins
+    done = worker.swap(new, WorkerSettings(top_k=1), model_name="new")
+    assert not done.is_set()
+    for it in [AudioItem("s", 0, np.zeros(10, np.float32)),
+               EndItem("s", 0, 0, 16000, 100.0, "silence"),
+               AudioItem("s", 1, np.zeros(10, np.float32)),
+               EndItem("s", 1, 16000, 32000, 100.0, "silence"), STOP]:
+        q.put(it)
+    worker.run()
+    assert done.is_set()
+    first, second = (json.loads(x) for x in sink.lines)
+    # Utterance 0 began under the old model: judged by it, under the new settings.
+    assert (first["model"], first["intent"], len(first["top"])) == ("old", "alarm", 1)
+    assert (second["model"], second["intent"], len(second["top"])) == ("new", "balance", 1)
+    assert (old.scorers, new.scorers) == (1, 1)
+
+
+def test_stream_end_forgets_its_utterances_and_reports() -> None:
+    ended: list[StreamEnded] = []
+    q: queue.Queue[Any] = queue.Queue()
+    for it in [AudioItem("a", 0, np.zeros(10, np.float32)),
+               AudioItem("b", 0, np.zeros(10, np.float32)),
+               StreamEnded("a", "cannot read"),
+               EndItem("b", 0, 0, 16000, 100.0, "silence"), STOP]:
+        q.put(it)
+    sink = ListSink()
+    worker = Worker(FakeBackend(), WorkerSettings(), Router([sink]), q,
+                    on_stream_ended=ended.append)
+    worker.run()
+    assert ended == [StreamEnded("a", "cannot read")]
+    assert [json.loads(x)["stream"] for x in sink.lines] == ["b"]

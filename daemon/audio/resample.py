@@ -8,6 +8,7 @@ output of ``process`` + ``flush`` matches a one-shot ``soxr.resample`` of the wh
 from __future__ import annotations
 
 import numpy as np
+
 from intentd.daemon.audio.windowing import to_mono_float
 
 QUALITY = "HQ"  # the same quality as intentd.daemon.audio.windowing.preprocess (training side)

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from intentd.daemon.audio.noise_gate import GateEnergy, NoiseGate
 from intentd.daemon.audio.vad import VAD_RATES_HZ, VadEvent, VadStateMachine, ms_to_frames
 from intentd.daemon.config import VadConfig

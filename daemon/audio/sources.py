@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
+
 from intentd.daemon.config import InputConfig
 from intentd.daemon.engine.handover import put_unless
 from intentd.daemon.errors import ConfigError, DataError
@@ -216,7 +217,7 @@ class FileSource:
         self._samples = 0
 
     def start(self) -> None:
-        self._t0 = time.monotonic()
+        pass  # pacing starts at the first read
 
     def read(self, timeout_s: float) -> np.ndarray | None:
         if self._closed:

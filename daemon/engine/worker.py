@@ -1,93 +1,64 @@
-"""The model worker: the one thread that runs the model and emits events.
+"""The model worker: the one thread that runs the model, for every stream of the engine.
 
-It consumes a bounded queue of work items produced by the segmenter stage:
+It consumes the engine's bounded work queue (:mod:`.items`), taking each time one item and
+whatever else is already waiting, and handles that batch in two passes:
 
-- :class:`WindowItem` — a window of an utterance, classified as soon as it arrives (during
-  speech); windows already waiting in the queue are classified together in one batch;
-- :class:`AudioItem` — utterance samples fed incrementally to the backend's utterance
-  scorer (``utterance`` verdict rule), so the end of speech only has to finish the job;
-- :class:`EndItem` — end of an utterance: combine the evidence by the verdict rule, build
-  the :class:`~intentd.daemon.output.events.IntentEvent` and hand its JSON line to the sinks;
-- :class:`DiscardItem` — forget an utterance the segmenter rejected;
-- :class:`EventItem` — an already-built event (speech_start/speech_end) to emit in order;
-- :data:`STOP` — finish.
+1. state: windows of every stream are classified together (one model call); utterance
+   audio feeds each utterance's scorer; discarded utterances are forgotten;
+2. verdicts: the utterances that ended in this batch, of any stream, are scored together
+   (``score_many``: one head call, one encoder call per group of equal length), then every
+   event (verdicts, speech events, window events) goes to the router in queue order.
 
-Every item names its ``stream`` and utterance state is keyed by ``(stream, utterance_id)``,
-so a later version can serve several inputs with one model through one worker. The worker
-owns all of its state; nothing here is shared with other threads except the queue.
+Per stream, events therefore keep the order the stream's stage produced them in.
+
+Model swap (:meth:`Worker.swap`): an utterance is judged by the backend it started with;
+utterances that start after the swap use the new one, so no utterance is judged half by
+one model. Settings (threshold, top_k, window events) apply from the next verdict.
+
+The worker owns all of its state; other threads see only the queue, :meth:`swap`, the
+heartbeat and :meth:`stats`.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-from intentd.daemon.model.backend import ModelBackend, UtteranceScorer
+
+from intentd.daemon.engine.items import (
+    AudioItem,
+    DiscardItem,
+    EndItem,
+    EventItem,
+    StreamEnded,
+    WindowItem,
+    _Stop,
+)
+from intentd.daemon.model.backend import ModelBackend, UtteranceScorer, score_many
 from intentd.daemon.output.events import (
     REJECT_LABEL,
     Event,
     IntentEvent,
     LabelScore,
-    SpeechStartEvent,
-    to_json_line,
+    WindowEvent,
 )
-from intentd.daemon.output.sinks import Sink
 
 log = logging.getLogger(__name__)
 
 VERDICT_RULES = ("utterance", "mean", "max")
+LATENCY_KEEP = 1000  # latest verdict latencies kept for the median (bounded memory)
 
 
-@dataclass(frozen=True)
-class WindowItem:
-    stream: str
-    utterance_id: int
-    start_sample: int  # window start, stream-global sample index
-    window: np.ndarray  # [window_samples] float32
-
-
-@dataclass(frozen=True)
-class AudioItem:
-    stream: str
-    utterance_id: int
-    samples: np.ndarray  # next utterance samples, float32 mono
-
-
-@dataclass(frozen=True)
-class EndItem:
-    stream: str
-    utterance_id: int
-    start_sample: int  # first speech sample (stream-global)
-    end_sample: int  # one past the last speech sample
-    end_wall_time: float  # time.monotonic() when the segmenter saw the end of speech
-    reason: str
-
-
-@dataclass(frozen=True)
-class DiscardItem:
-    stream: str
-    utterance_id: int
-
-
-@dataclass(frozen=True)
-class EventItem:
-    event: Event
-
-
-class _Stop:
-    def __repr__(self) -> str:
-        return "STOP"
-
-
-STOP = _Stop()
-
-WorkItem = WindowItem | AudioItem | EndItem | DiscardItem | EventItem | _Stop
+class EventRouter(Protocol):
+    def emit(self, event: Event) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,17 +68,23 @@ class WorkerSettings:
     top_k: int = 3
     sample_rate_hz: int = 16000  # rate of the sample indices in the items
     max_batch_windows: int = 16
+    window_events: bool = False
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICT_RULES:
             raise ValueError(f"verdict must be one of {VERDICT_RULES}, got {self.verdict!r}")
 
+    @property
+    def needs_windows(self) -> bool:
+        """Windows go through the model only when something uses their scores."""
+        return self.verdict != "utterance" or self.window_events
+
 
 @dataclass
 class _Utterance:
+    backend: ModelBackend
     window_probs: list[np.ndarray] = field(default_factory=list)
     scorer: UtteranceScorer | None = None
-    audio_samples: int = 0
 
 
 def combine_windows(window_probs: np.ndarray, rule: str) -> np.ndarray:
@@ -138,48 +115,76 @@ def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> tuple[LabelScore,
 
 
 class Worker:
-    """Thread target: ``threading.Thread(target=worker.run)``; ends after :data:`STOP`."""
+    """Thread target: ``threading.Thread(target=worker.run)``; ends after ``STOP``."""
 
     def __init__(
         self,
         backend: ModelBackend,
         settings: WorkerSettings,
-        sinks: Sequence[Sink],
+        router: EventRouter,
         inbox: queue.Queue[Any],
         model_name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_stream_ended: Callable[[StreamEnded], None] | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings
-        self.sinks = list(sinks)
+        self.router = router
         self.inbox = inbox
         self.model_name = model_name or backend.name
         self._clock = clock
         self._wall_clock = wall_clock
-        self._labels = tuple(backend.labels)
+        self._on_stream_ended = on_stream_ended
         self._utts: dict[tuple[str, int], _Utterance] = {}
-        # Counters and heartbeat: written here only; read by the pipeline for the summary
-        # and by a future watchdog (a stalled worker stops beating).
+        self._swap_lock = threading.Lock()
+        self._pending: tuple[ModelBackend, WorkerSettings, str, threading.Event] | None = None
+        # Counters and heartbeat: written here only; read by the engine for the summary and
+        # the health check (a stalled worker stops beating).
         self.heartbeat = clock()
         self.windows_classified = 0
         self.batches = 0
+        self.verdict_batches = 0
         self.utterances = 0
-        self.events = {"intent": 0, "no_match": 0, "speech_start": 0, "speech_end": 0}
-        self.latencies_ms: list[float] = []
+        self.events = {"intent": 0, "no_match": 0, "speech_start": 0, "speech_end": 0,
+                       "window": 0}
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_KEEP)
 
-    # --- main loop -------------------------------------------------------------------
+    # --- control (any thread) -------------------------------------------------------
+
+    def swap(self, backend: ModelBackend, settings: WorkerSettings,
+             model_name: str | None = None) -> threading.Event:
+        """Hand over a new model and settings; the returned event is set once in effect."""
+        done = threading.Event()
+        with self._swap_lock:
+            self._pending = (backend, settings, model_name or backend.name, done)
+        return done
+
+    # --- main loop ------------------------------------------------------------------
 
     def run(self) -> None:
         while True:
             items = self._next_items()
             self.heartbeat = self._clock()
+            self._apply_swap()
             if not self._handle(items):
                 break
+        self._apply_swap()
         if self._utts:
             log.warning("worker stopped with %d unfinished utterance(s); not classified",
                         len(self._utts))
             self._utts.clear()
+
+    def _apply_swap(self) -> None:
+        if self._pending is None:
+            return
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self.backend, self.settings, self.model_name, done = pending
+        log.info("model %s in effect for new utterances", self.model_name)
+        done.set()
 
     def _next_items(self) -> list[Any]:
         """One blocking get, then whatever else is already waiting (bounded batch)."""
@@ -189,6 +194,7 @@ class Worker:
                 break
             except queue.Empty:
                 self.heartbeat = self._clock()  # idle is healthy
+                self._apply_swap()
         items = [first]
         n_windows = int(isinstance(first, WindowItem))
         while n_windows < self.settings.max_batch_windows and not isinstance(items[-1], _Stop):
@@ -201,76 +207,110 @@ class Worker:
         return items
 
     def _handle(self, items: list[Any]) -> bool:
-        """Process items in order; False after STOP."""
+        """Process one batch (module docstring); False after STOP."""
         windows = [it for it in items if isinstance(it, WindowItem)]
-        probs = self._classify(windows) if windows else None
+        window_probs = self._classify(windows)
+        for item in items:
+            if isinstance(item, AudioItem):
+                self._push_audio(item)
+            elif isinstance(item, DiscardItem):
+                self._utts.pop((item.stream, item.utterance_id), None)
+        ends = [it for it in items if isinstance(it, EndItem)]
+        verdicts = self._verdicts(ends) if ends else {}
         wi = 0
         for item in items:
             if isinstance(item, WindowItem):
-                assert probs is not None
-                self._state(item.stream, item.utterance_id).window_probs.append(probs[wi])
+                probs = window_probs[wi]
                 wi += 1
-            elif isinstance(item, AudioItem):
-                self._push_audio(item)
+                if self.settings.window_events:
+                    self._emit_window(item, probs)
             elif isinstance(item, EndItem):
-                self._finish(item)
-            elif isinstance(item, DiscardItem):
-                self._utts.pop((item.stream, item.utterance_id), None)
+                self._finish(item, verdicts[id(item)])
             elif isinstance(item, EventItem):
-                self._emit_event(item.event)
+                self._emit(item.event)
+            elif isinstance(item, StreamEnded):
+                self._end_stream(item)
             elif isinstance(item, _Stop):
                 return False
-            else:
+            elif not isinstance(item, AudioItem | DiscardItem):
                 raise TypeError(f"worker: unexpected item {type(item).__name__}")
         return True
 
-    # --- per-item work ---------------------------------------------------------------
+    # --- pass 1: state --------------------------------------------------------------
 
     def _state(self, stream: str, utterance_id: int) -> _Utterance:
         key = (stream, utterance_id)
         utt = self._utts.get(key)
         if utt is None:
-            utt = self._utts[key] = _Utterance()
+            utt = self._utts[key] = _Utterance(self.backend)
         return utt
 
-    def _classify(self, windows: list[WindowItem]) -> np.ndarray:
-        batch = np.stack([np.asarray(w.window, dtype=np.float32) for w in windows])
-        probs = np.asarray(self.backend.classify_windows(batch), dtype=np.float64)
-        if probs.shape != (len(windows), len(self._labels)):
-            raise RuntimeError(f"backend {self.backend.name} returned probabilities of shape "
-                               f"{probs.shape} for {len(windows)} window(s) and "
-                               f"{len(self._labels)} labels")
-        self.windows_classified += len(windows)
-        self.batches += 1
-        return probs
+    def _classify(self, windows: list[WindowItem]) -> list[np.ndarray]:
+        """Windows of every stream, one model call per backend in use."""
+        out: list[np.ndarray] = [np.zeros(0)] * len(windows)
+        groups: dict[int, list[int]] = {}
+        utts = [self._state(w.stream, w.utterance_id) for w in windows]
+        for i, utt in enumerate(utts):
+            groups.setdefault(id(utt.backend), []).append(i)
+        for idx in groups.values():
+            backend = utts[idx[0]].backend
+            batch = np.stack([np.asarray(windows[i].window, dtype=np.float32) for i in idx])
+            probs = np.asarray(backend.classify_windows(batch), dtype=np.float64)
+            if probs.shape != (len(idx), len(backend.labels)):
+                raise RuntimeError(f"backend {backend.name} returned probabilities of shape "
+                                   f"{probs.shape} for {len(idx)} window(s) and "
+                                   f"{len(backend.labels)} labels")
+            for j, i in enumerate(idx):
+                out[i] = probs[j]
+                utts[i].window_probs.append(probs[j])
+            self.windows_classified += len(idx)
+            self.batches += 1
+        return out
 
     def _push_audio(self, item: AudioItem) -> None:
         utt = self._state(item.stream, item.utterance_id)
         if utt.scorer is None:
-            utt.scorer = self.backend.utterance_scorer()
+            utt.scorer = utt.backend.utterance_scorer()
         utt.scorer.push(np.asarray(item.samples, dtype=np.float32))
-        utt.audio_samples += int(np.asarray(item.samples).size)
 
-    def _verdict(self, utt: _Utterance) -> np.ndarray:
+    # --- pass 2: verdicts -----------------------------------------------------------
+
+    def _verdicts(self, ends: list[EndItem]) -> dict[int, np.ndarray]:
+        """Probabilities per EndItem (keyed by ``id``), utterance scorers batched."""
+        out: dict[int, np.ndarray] = {}
+        by_backend: dict[int, list[tuple[EndItem, _Utterance]]] = {}
+        for item in ends:
+            utt = self._utts.get((item.stream, item.utterance_id)) or _Utterance(self.backend)
+            if self.settings.verdict == "utterance" and utt.scorer is not None:
+                by_backend.setdefault(id(utt.backend), []).append((item, utt))
+            else:
+                out[id(item)] = self._window_verdict(utt, len(utt.backend.labels))
+        for group in by_backend.values():
+            backend = group[0][1].backend
+            probs = score_many(backend, [utt.scorer for _, utt in group])  # type: ignore[misc]
+            for (item, _), p in zip(group, probs, strict=True):
+                out[id(item)] = np.asarray(p, dtype=np.float64)
+            self.verdict_batches += 1
+        return out
+
+    def _window_verdict(self, utt: _Utterance, n_labels: int) -> np.ndarray:
         rule = self.settings.verdict
-        if rule == "utterance" and utt.scorer is not None:
-            return np.asarray(utt.scorer.result(), dtype=np.float64)
         if utt.window_probs:
-            return combine_windows(np.stack(utt.window_probs), "mean" if rule == "utterance"
-                                   else rule)
+            return combine_windows(np.stack(utt.window_probs),
+                                   "mean" if rule == "utterance" else rule)
         if rule != "utterance":
             log.warning("utterance without windows under the %r rule; reporting no_match",
                         rule)
-        return np.full(len(self._labels), 1.0 / max(1, len(self._labels)))
+        return np.full(n_labels, 1.0 / max(1, n_labels))
 
-    def _finish(self, item: EndItem) -> None:
-        utt = self._utts.pop((item.stream, item.utterance_id), None) or _Utterance()
-        probs = self._verdict(utt)
-        top = top_k(probs, self._labels, self.settings.top_k)
+    def _finish(self, item: EndItem, probs: np.ndarray) -> None:
+        utt = self._utts.pop((item.stream, item.utterance_id), None) or _Utterance(self.backend)
+        labels = tuple(utt.backend.labels)
+        top = top_k(probs, labels, self.settings.top_k)
         best = top[0]
         matched = best.score >= self.settings.threshold and best.intent != REJECT_LABEL
         rate = self.settings.sample_rate_hz
-        latency_ms = (self._clock() - item.end_wall_time) * 1000.0
+        latency_ms = max(0.0, (self._clock() - item.end_wall_time) * 1000.0)
         event = IntentEvent(
             type="intent" if matched else "no_match",
             intent=best.intent if matched else None,
@@ -280,38 +320,50 @@ class Worker:
             stream=item.stream,
             start_s=item.start_sample / rate,
             end_s=item.end_sample / rate,
-            windows=len(utt.window_probs),
-            latency_ms=max(0.0, latency_ms),
+            windows=item.windows,
+            latency_ms=latency_ms,
             ts=self._wall_clock(),
-            model=self.model_name,
+            model=utt.backend.name if utt.backend is not self.backend else self.model_name,
         )
         self.utterances += 1
-        self.latencies_ms.append(event.latency_ms)
+        self._latencies.append(latency_ms)
         log.debug("utterance %s/%d (%s): %s %.3f after %.1f ms", item.stream,
-                  item.utterance_id, item.reason, best.intent, best.score, event.latency_ms)
-        self._emit_event(event)
+                  item.utterance_id, item.reason, best.intent, best.score, latency_ms)
+        self._emit(event)
 
-    def _emit_event(self, event: Event) -> None:
-        line = to_json_line(event)
-        if isinstance(event, IntentEvent):
-            kind = event.type
-        else:
-            kind = "speech_start" if isinstance(event, SpeechStartEvent) else "speech_end"
-        self.events[kind] += 1
-        for sink in self.sinks:
-            try:
-                sink.emit(line)
-            except Exception:
-                # One failing transport must not silence the others or kill the model.
-                log.exception("sink %s failed to emit an event", getattr(sink, "name", sink))
+    def _emit_window(self, item: WindowItem, probs: np.ndarray) -> None:
+        utt = self._utts.get((item.stream, item.utterance_id))
+        labels = tuple((utt.backend if utt else self.backend).labels)
+        rate = self.settings.sample_rate_hz
+        n = np.asarray(item.window).shape[0]
+        self._emit(WindowEvent(item.utterance_id, item.stream, item.start_sample / rate,
+                               (item.start_sample + n) / rate,
+                               top_k(probs, labels, self.settings.top_k), self._wall_clock()))
+
+    def _end_stream(self, item: StreamEnded) -> None:
+        left = [k for k in self._utts if k[0] == item.stream]
+        for key in left:  # a stream that stopped mid-utterance: nothing more will come
+            del self._utts[key]
+        if self._on_stream_ended is not None:
+            self._on_stream_ended(item)
+
+    def _emit(self, event: Event) -> None:
+        self.events[event_kind(event)] += 1
+        self.router.emit(event)
 
     def stats(self) -> dict[str, Any]:
-        lat = self.latencies_ms
+        lat = list(self._latencies)
         return {
             "utterances": self.utterances,
+            "open_utterances": len(self._utts),
             "events": dict(self.events),
             "windows_classified": self.windows_classified,
             "batches": self.batches,
+            "verdict_batches": self.verdict_batches,
             "latency_ms_median": round(statistics.median(lat), 1) if lat else None,
             "latency_ms_max": round(max(lat), 1) if lat else None,
         }
+
+
+def event_kind(event: Event) -> str:
+    return event.type if isinstance(event, IntentEvent) else event.TYPE

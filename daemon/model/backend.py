@@ -7,6 +7,7 @@ worker never touches a framework directly. All audio is mono float32 in [-1, 1] 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -34,3 +35,16 @@ class ModelBackend(Protocol):
 
     def utterance_scorer(self) -> UtteranceScorer:
         """A fresh scorer for one utterance (the ``utterance`` verdict rule)."""
+
+
+def score_many(backend: ModelBackend, scorers: Sequence[UtteranceScorer]) -> np.ndarray:
+    """Probabilities ``[n, n_labels]`` for several finished utterances of ``backend``.
+
+    A backend that can do them together (one head call for all, see the compact backend)
+    offers ``score_many``; any other is asked one scorer at a time. Either way each row is
+    what that utterance scores alone.
+    """
+    many = getattr(backend, "score_many", None)
+    if many is not None:
+        return np.asarray(many(scorers), dtype=np.float64)
+    return np.stack([np.asarray(s.result(), dtype=np.float64) for s in scorers])

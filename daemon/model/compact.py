@@ -39,8 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from intentd.daemon.model import compact_layers as layers
-from intentd.daemon.model import embedding, frontends
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -52,6 +50,9 @@ from transformers import (
     SequenceFeatureExtractor,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from intentd.daemon.model import compact_layers as layers
+from intentd.daemon.model import embedding, frontends
 
 logger = logging.getLogger(__name__)
 

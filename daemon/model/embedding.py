@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 
 SAMPLE_RATE_HZ = 16000

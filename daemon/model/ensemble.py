@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 from intentd.daemon.model.backend import ModelBackend, UtteranceScorer
 

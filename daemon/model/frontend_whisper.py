@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 
 SAMPLE_RATE_HZ = 16000
@@ -117,32 +118,54 @@ def even_frames(mel: np.ndarray) -> np.ndarray:
     return np.pad(mel, ((0, 0), (0, mel.shape[1] % 2))).astype(np.float32, copy=False)
 
 
-def _encode(mel: np.ndarray, threads: int, weights: Path | None = None) -> np.ndarray:
+def _encode_batch(mels: list[np.ndarray], threads: int,
+                  weights: Path | None = None) -> list[np.ndarray]:
+    """Encoder states of mels that all have the same (even) frame count, in one call."""
     import ctranslate2
 
-    x = np.ascontiguousarray(even_frames(mel)[None])
+    x = np.ascontiguousarray(np.stack(mels))
     model = _model(threads, weights_dir(weights))
-    out = model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True)
-    return np.asarray(out, dtype=np.float32)[0]
+    out = np.asarray(model.encode(ctranslate2.StorageView.from_array(x), to_cpu=True),
+                     dtype=np.float32)
+    return list(out)
 
 
-def embed(audio_16k: np.ndarray, threads: int = 1, weights: Path | None = None) -> np.ndarray:
-    """``[T, 384]`` for one clip, ``T = max(1, frames // 8)`` (80 ms each); ``weights``: a
-    CTranslate2 Whisper dir other than the stock one (:func:`weights_dir`)."""
-    if np.asarray(audio_16k).size == 0:
-        raise ValueError("cannot embed empty audio (0 samples)")
-    mel = log_mel(audio_16k)
-    states = np.concatenate([_encode(mel[:, s : s + MAX_MEL_FRAMES], threads, weights)
-                             for s in range(0, mel.shape[1], MAX_MEL_FRAMES)])
+def _pool(states: np.ndarray) -> np.ndarray:
     t = states.shape[0] // POOL_FRAMES
     if t == 0:
         return states.mean(axis=0, keepdims=True)
     return states[: t * POOL_FRAMES].reshape(t, POOL_FRAMES, EMBEDDING_DIM).mean(axis=1)
 
 
+def embed(audio_16k: np.ndarray, threads: int = 1, weights: Path | None = None) -> np.ndarray:
+    """``[T, 384]`` for one clip, ``T = max(1, frames // 8)`` (80 ms each); ``weights``: a
+    CTranslate2 Whisper dir other than the stock one (:func:`weights_dir`)."""
+    return embed_many([audio_16k], threads, weights)[0]
+
+
 def embed_many(audios: Sequence[np.ndarray], threads: int = 1,
                weights: Path | None = None) -> list[np.ndarray]:
-    return [embed(a, threads, weights) for a in audios]
+    """:func:`embed` of each clip. Clips whose features have the same length are encoded
+    in one batch; others are never padded to a common length, because the encoder has no
+    padding mask and padding would change every state (a clip scores the same alone or
+    beside others)."""
+    pieces: list[list[np.ndarray]] = []  # per clip: its 30 s pieces' even-length mels
+    groups: dict[int, list[tuple[int, int]]] = {}  # frames -> (clip, piece)
+    for i, audio in enumerate(audios):
+        if np.asarray(audio).size == 0:
+            raise ValueError("cannot embed empty audio (0 samples)")
+        mel = log_mel(audio)
+        parts = [even_frames(mel[:, s : s + MAX_MEL_FRAMES])
+                 for s in range(0, mel.shape[1], MAX_MEL_FRAMES)]
+        pieces.append(parts)
+        for j, part in enumerate(parts):
+            groups.setdefault(part.shape[1], []).append((i, j))
+    states: dict[tuple[int, int], np.ndarray] = {}
+    for members in groups.values():
+        encoded = _encode_batch([pieces[i][j] for i, j in members], threads, weights)
+        states.update(zip(members, encoded, strict=True))
+    return [_pool(np.concatenate([states[(i, j)] for j in range(len(parts))]))
+            for i, parts in enumerate(pieces)]
 
 
 def version(weights: Path | None = None) -> str:
@@ -180,8 +203,16 @@ class StreamingWhisper:
         self._n += x.size
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
 
+    def audio(self) -> np.ndarray:
+        """Everything pushed so far, as one clip."""
+        if not self._chunks:
+            return np.zeros(0, dtype=np.float32)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0]
+
     def finish(self) -> np.ndarray:
         """All the utterance's embeddings (none before any audio)."""
         if self._n == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        return embed(np.concatenate(self._chunks), self.threads, self.weights)
+        return embed(self.audio(), self.threads, self.weights)

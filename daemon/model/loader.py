@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
 from intentd.daemon.errors import DataError
 from intentd.daemon.model import ensemble, frontends
 from intentd.daemon.model.compact import MODEL_TYPE, CompactForAudioClassification
+from intentd.daemon.model.compact import register as register_compact
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +86,29 @@ class CompactUtteranceScorer:
         if new.shape[0]:
             self._chunks.append(new)
 
-    def result(self) -> np.ndarray:
+    @property
+    def n_samples(self) -> int:
+        return int(self._embedder.n_samples)
+
+    def audio(self) -> np.ndarray | None:
+        """The utterance's audio when the front-end encodes it only at the end (Whisper),
+        so that several utterances can be encoded together; None otherwise."""
+        audio = getattr(self._embedder, "audio", None)
+        return audio() if audio is not None else None
+
+    def embeddings(self) -> np.ndarray:
+        """Complete the front-end: ``[T, dim]`` for everything pushed."""
         if self._embedder.n_samples == 0:
             raise ValueError("result() called before any audio was pushed")
         tail = self._embedder.finish()
         if self._embedder.n_embeddings == 0:
-            embs = tail  # the padded embedding of a clip shorter than one receptive field
-        else:
-            if tail.shape[0]:
-                self._chunks.append(tail)
-            embs = np.concatenate(self._chunks)
-        return self._backend.classify_embeddings([embs])[0]
+            return tail  # the padded embedding of a clip shorter than one receptive field
+        if tail.shape[0]:
+            self._chunks.append(tail)
+        return np.concatenate(self._chunks)
+
+    def result(self) -> np.ndarray:
+        return self._backend.classify_embeddings([self.embeddings()])[0]
 
 
 class CompactBackend:
@@ -137,6 +152,19 @@ class CompactBackend:
 
     def utterance_scorer(self) -> CompactUtteranceScorer:
         return CompactUtteranceScorer(self)
+
+    def score_many(self, scorers: Sequence[CompactUtteranceScorer]) -> np.ndarray:
+        """Several finished utterances at once: the encoder batches what it can
+        (:func:`frontends.embed_many`), the head runs once on all (its padding is masked)."""
+        if any(s.n_samples == 0 for s in scorers):
+            raise ValueError("result() called before any audio was pushed")
+        audios = [s.audio() for s in scorers]
+        if all(a is not None for a in audios):
+            embs = frontends.embed_many(self.frontend, audios,  # type: ignore[arg-type]
+                                        threads=self.threads, weights=self.frontend_weights)
+        else:
+            embs = [s.embeddings() for s in scorers]
+        return self.classify_embeddings(embs)
 
 
 class HFUtteranceScorer:
@@ -243,6 +271,7 @@ def load_backend(model_dir: str | Path,
         logger.info("loaded ensemble %s of %d models", path, len(backend.members))
         return backend
     torch.set_num_threads(threads)
+    register_compact()  # the Auto classes must know the compact model (explicit, idempotent)
     name = path.resolve().name
     try:
         if model_type == MODEL_TYPE:

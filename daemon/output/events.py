@@ -1,7 +1,8 @@
-"""Typed daemon events and their one JSON-line wire format (schema v1, see DESIGN.md).
+"""Typed daemon events and their JSON wire format (schema v1).
 
-Every consumer (stdout, socket clients, later MQTT/Wyoming) receives exactly the line
-:func:`to_json_line` builds, so the schema lives in this module only.
+The worker hands these dataclasses to the router; each sink serializes them itself. Sinks
+that write intentd's own JSON (stdout, sockets) use :func:`to_json_line`, so that schema
+lives in this module only.
 
 Rounding rules: scores to 4 decimals, ``start_s``/``end_s`` to 3 decimals (1 ms),
 ``latency_ms`` to 0.1 ms, ``ts`` is ISO-8601 UTC with milliseconds and a ``Z`` suffix.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 SCHEMA_VERSION = 1
 # The rejection class ``intentd-train synth`` adds: a model that has it says "not a
@@ -54,6 +55,7 @@ class IntentEvent:
 
 @dataclass(frozen=True)
 class SpeechStartEvent:
+    TYPE: ClassVar[str] = "speech_start"
     utterance_id: int
     stream: str
     start_s: float
@@ -62,13 +64,28 @@ class SpeechStartEvent:
 
 @dataclass(frozen=True)
 class SpeechEndEvent:
+    TYPE: ClassVar[str] = "speech_end"
     utterance_id: int
     stream: str
     end_s: float
     ts: float
 
 
-Event = IntentEvent | SpeechStartEvent | SpeechEndEvent
+@dataclass(frozen=True)
+class WindowEvent:
+    """One classified window of an utterance (``output.window_events``): evidence during
+    speech, before the utterance's verdict."""
+
+    TYPE: ClassVar[str] = "window"
+    utterance_id: int
+    stream: str
+    start_s: float  # stream time of the window's first sample (padding included)
+    end_s: float
+    top: tuple[LabelScore, ...]  # best first, at most top_k entries
+    ts: float
+
+
+Event = IntentEvent | SpeechStartEvent | SpeechEndEvent | WindowEvent
 
 
 def iso_utc_ms(ts: float) -> str:
@@ -121,6 +138,17 @@ def to_dict(event: Event) -> dict[str, object]:
             "utterance_id": int(event.utterance_id),
             "stream": event.stream,
             "end_s": _secs(event.end_s),
+            "ts": iso_utc_ms(event.ts),
+        }
+    if isinstance(event, WindowEvent):
+        return {
+            "v": SCHEMA_VERSION,
+            "type": "window",
+            "utterance_id": int(event.utterance_id),
+            "stream": event.stream,
+            "start_s": _secs(event.start_s),
+            "end_s": _secs(event.end_s),
+            "top": [{"intent": t.intent, "score": _score(t.score)} for t in event.top],
             "ts": iso_utc_ms(event.ts),
         }
     raise TypeError(f"not an intentd event: {type(event).__name__}")

@@ -1,31 +1,35 @@
-"""Where event lines go: stdout and fan-out sockets (unix, tcp).
+"""Where events go: stdout and fan-out sockets (unix, tcp).
 
-A sink receives finished JSON lines (no newline) through :meth:`Sink.emit` from the one
-thread that produces events (the worker). Socket sinks must never slow that thread down:
-``emit`` only puts the line into an inbox and wakes a single selector thread that accepts
-clients and writes to them with non-blocking sockets. Each client has a bounded buffer of
-``client_buffer_events``; when a client stops reading and its buffer is full the OLDEST
-event is dropped for that client alone (counted, warning rate-limited), so a stuck
-consumer never delays the pipeline or the other clients.
+A sink receives typed events (:mod:`.events`) through :meth:`Sink.emit` from the one
+thread that produces them (the model worker, through the router) and serializes them
+itself: these write intentd's JSON lines; an MQTT or Wyoming sink writes its protocol's
+payloads. Socket sinks must never slow the worker down: ``emit`` only puts the line into an
+inbox and wakes a single selector thread that accepts clients and writes to them with
+non-blocking sockets. Each client has a bounded buffer of ``client_buffer_events``; when a
+client stops reading and its buffer is full the OLDEST event is dropped for that client
+alone (counted, warning rate-limited), so a stuck consumer never delays the pipeline or the
+other clients.
 
 Stdout is the exception on purpose: it is lossless and blocking, so a pipe consumer
 (``intentd ... | jq``) paces the daemon instead of losing events; when the reader goes
 away (EPIPE) the sink logs once and stops writing.
 
-The socket sinks live in :mod:`intentd.daemon.output.socket_sinks` (re-exported here). New
-transports (MQTT, Wyoming) implement the same :class:`Sink` protocol.
+Targets are parsed in one place (:mod:`.targets`); the socket sinks live in
+:mod:`.socket_sinks` (re-exported here).
 """
-
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.events import Event, to_json_line
 from intentd.daemon.output.socket_sinks import TcpSink, UnixSocketSink
+from intentd.daemon.output.targets import FORMS, OutputTarget, parse_target
 
 __all__ = ["Sink", "StdoutSink", "TcpSink", "UnixSocketSink", "make_sink", "open_sinks",
            "parse_mode"]
@@ -40,8 +44,9 @@ class Sink(Protocol):
     def start(self) -> None:
         """Acquire resources (bind sockets); raises ConfigError on a bad target."""
 
-    def emit(self, line: str) -> None:
-        """Deliver one JSON line (without newline). Never raises for a lost consumer."""
+    def emit(self, event: Event) -> None:
+        """Deliver one event, serialized as this sink's transport wants it. Never raises
+        for a lost consumer."""
 
     def close(self) -> None:
         """Flush what can be flushed within a short deadline, then release everything."""
@@ -64,10 +69,11 @@ class StdoutSink:
         if self._stream is None:
             self._stream = sys.stdout
 
-    def emit(self, line: str) -> None:
+    def emit(self, event: Event) -> None:
         if self._broken or self._stream is None:
             self._lost += 1
             return
+        line = to_json_line(event)
         try:
             self._stream.write(line + "\n")
             self._stream.flush()
@@ -114,48 +120,37 @@ def parse_mode(value: object) -> int:
     return mode
 
 
-def make_sink(target: str, output_cfg: Any = None, stdout: TextIO | None = None) -> Sink:
-    """One sink from ``stdout`` | ``unix:PATH`` | ``tcp:HOST:PORT`` (not started)."""
+def make_sink(target: OutputTarget | str, output_cfg: Any = None,
+              stdout: TextIO | None = None) -> Sink:
+    """One sink for a target (parsed by :func:`.targets.parse_target` if a string; not
+    started)."""
+    if isinstance(target, str):
+        try:
+            target = parse_target(target)
+        except ValueError as exc:
+            raise ConfigError(f"output {target!r}: {exc}") from None
     buf = int(getattr(output_cfg, "client_buffer_events", 256))
-    if target == "stdout":
+    if target.kind == "stdout":
         return StdoutSink(stdout)
-    if target.startswith("unix:"):
-        path = target[len("unix:"):]
-        if not path:
-            raise ConfigError("output unix:PATH needs a path, e.g. unix:/run/intentd.sock")
+    if target.kind == "unix":
+        assert target.path is not None
         mode = parse_mode(getattr(output_cfg, "unix_mode", "0660"))
-        return UnixSocketSink(path, mode=mode, client_buffer_events=buf)
-    if target.startswith("tcp:"):
-        host, port = _parse_host_port(target[len("tcp:"):], target)
-        return TcpSink(host, port, client_buffer_events=buf)
-    raise ConfigError(f"output target {target!r}: expected stdout, unix:PATH or tcp:HOST:PORT")
+        return UnixSocketSink(target.path, mode=mode, client_buffer_events=buf)
+    if target.kind == "tcp":
+        assert target.host is not None and target.port is not None
+        return TcpSink(target.host, target.port, client_buffer_events=buf)
+    raise ConfigError(f"output {target}: expected {FORMS}")
 
 
-def _parse_host_port(rest: str, target: str) -> tuple[str, int]:
-    host, sep, port_s = rest.rpartition(":")
-    if not sep:
-        host, port_s = "", rest
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        port = int(port_s)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"output target {target!r}: port must be 0..65535, "
-                          "e.g. tcp:127.0.0.1:7700")
-    return host, port
-
-
-def open_sinks(targets: list[str] | tuple[str, ...], output_cfg: Any = None,
+def open_sinks(targets: Sequence[OutputTarget | str], output_cfg: Any = None,
                stdout: TextIO | None = None) -> list[Sink]:
     """Build and start every target; on a failure the ones already started are closed."""
     if not targets:
-        raise ConfigError("output.targets is empty; give at least one of stdout, unix:PATH, "
-                          "tcp:HOST:PORT")
+        raise ConfigError(f"output.targets is empty; give at least one of {FORMS}")
     sinks: list[Sink] = []
     try:
         for target in targets:
-            sink = make_sink(str(target), output_cfg, stdout)
+            sink = make_sink(target, output_cfg, stdout)
             sink.start()
             sinks.append(sink)
     except BaseException:

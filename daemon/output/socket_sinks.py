@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.events import Event, to_json_line
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,11 @@ class _FanoutSink:
                                         daemon=True)
         self._thread.start()
 
-    def emit(self, line: str) -> None:
+    def emit(self, event: Event) -> None:
         if self._closed or self._thread is None:
             return
         try:
-            self._inbox.put_nowait((line + "\n").encode("utf-8"))
+            self._inbox.put_nowait((to_json_line(event) + "\n").encode("utf-8"))
             self._emitted += 1
         except queue.Full:
             # Only if the selector thread itself is starved; every client loses this one.

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
-from intentd.daemon.audio.sources import decode_pcm
 from scipy.signal import butter, sosfilt, sosfilt_zi
+
+from intentd.daemon.audio.sources import decode_pcm
 
 PHONE_RATE_HZ = 8000
 _BIAS = 0x84

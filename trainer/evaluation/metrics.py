@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.score import Match, Span, match
 
 NO_MATCH = "no_match"  # an event was there but below the threshold

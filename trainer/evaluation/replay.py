@@ -13,15 +13,19 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.config import Config
-from intentd.daemon.engine.pipeline import Pipeline
+from intentd.daemon.engine.engine import Engine
+from intentd.daemon.engine.supervisor import engine_settings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
+from intentd.daemon.output.events import Event, to_json_line
+from intentd.daemon.output.router import Router
 
 
 class ArraySource:
-    """:class:`intentd.daemon.audio.sources.AudioSource` over mono float chunks (any length), handed
-    out in blocks of ``block_ms``; not paced, so the pipeline runs faster than real time."""
+    """An audio source over mono float chunks (any length), handed out in blocks of
+    ``block_ms``; not paced, so the engine runs faster than real time."""
 
     def __init__(self, chunks: Iterable[np.ndarray], sample_rate_hz: int, block_ms: int,
                  name: str = "array", on_samples: Callable[[int], None] | None = None) -> None:
@@ -67,8 +71,7 @@ class ArraySource:
 
 
 class CaptureSink:
-    """:class:`intentd.daemon.output.sinks.Sink` that keeps every JSON line (and its parsed
-    object)."""
+    """A sink that keeps every event's JSON line."""
 
     def __init__(self) -> None:
         self.name = "capture"
@@ -77,8 +80,8 @@ class CaptureSink:
     def start(self) -> None:
         pass
 
-    def emit(self, line: str) -> None:
-        self.lines.append(line)
+    def emit(self, event: Event) -> None:
+        self.lines.append(to_json_line(event))
 
     def close(self) -> None:
         pass
@@ -102,11 +105,16 @@ def sweep_config(cfg: Config) -> Config:
 def replay(cfg: Config, backend: ModelBackend, chunks: Iterable[np.ndarray],
            sample_rate_hz: int, name: str = "array",
            on_samples: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Run one stream through a fresh Pipeline; returns its intent/no_match events."""
+    """Run one stream through a fresh engine; returns its intent/no_match events."""
     source = ArraySource(chunks, sample_rate_hz, cfg.input.block_ms, name, on_samples)
     sink = CaptureSink()
-    pipe = Pipeline(cfg, source, backend, [sink], model_name=backend.name)
-    code = pipe.run()
-    if code != 0:
-        raise IntentdError(f"the pipeline failed on stream {name} (exit {code}); see the log")
+    engine = Engine(backend, engine_settings(cfg, backend.sample_rate_hz), Router([sink]),
+                    model_name=backend.name)
+    engine.start()
+    stage = engine.add_stream(cfg.inputs[0].name, source)
+    engine.wait_streams()
+    engine.stop()
+    if engine.worker_error is not None or stage.error is not None:
+        why = stage.error or repr(engine.worker_error)
+        raise IntentdError(f"the engine failed on stream {name}: {why}")
     return sink.events()

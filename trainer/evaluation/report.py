@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on servers and CI
 
 import matplotlib.pyplot as plt
+
 from intentd.trainer.fitting.report import write_json
 
 SNR_PLOT = "accuracy_vs_snr.png"

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from intentd.daemon.config import Config
 from intentd.daemon.model.backend import ModelBackend
 from intentd.trainer.evaluation import metrics as M
@@ -17,7 +19,6 @@ from intentd.trainer.evaluation.channel import PHONE_RATE_HZ, PhoneLine
 from intentd.trainer.evaluation.replay import replay, sweep_config
 from intentd.trainer.evaluation.snr import NoiseMaker, max_frame_energy, noise_floor, noise_gain
 from intentd.trainer.evaluation.streams import SAMPLE_RATE_HZ, Stream
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from intentd.trainer.synthesis import augment as aug
 
 FRAME_S = 0.02

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 from intentd.daemon.output.events import REJECT_LABEL
 from intentd.daemon.score import Span, read_truth
@@ -129,6 +130,7 @@ def build_streams(utts: list[Utterance], seed: int, options: StreamOptions) -> l
 def load_recording(wav: str | Path, truth_csv: str | Path) -> Stream:
     """A long recording and its ``start_s,end_s,intent`` CSV as one stream (16 kHz)."""
     import soundfile as sf
+
     from intentd.daemon.audio.windowing import preprocess
 
     try:

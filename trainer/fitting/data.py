@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from intentd.daemon.audio.windowing import preprocess
 from intentd.daemon.errors import DataError
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.model import frontends
 from intentd.trainer.fitting.data import Example, load_audio
@@ -49,8 +50,9 @@ def embed_examples(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from intentd.daemon.audio.windowing import cut_windows
     from tqdm.auto import tqdm
+
+    from intentd.daemon.audio.windowing import cut_windows
 
     vdir = cache_dir / f"embed-{frontends.version(frontend)}"
     vdir.mkdir(parents=True, exist_ok=True)
@@ -152,8 +154,9 @@ class Items:
 def _windows_of(examples: list[Any], spec: WindowSpec, desc: str
                 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Every window of every example (the daemon's cut) and each window's example index."""
-    from intentd.daemon.audio.windowing import cut_windows
     from tqdm.auto import tqdm
+
+    from intentd.daemon.audio.windowing import cut_windows
 
     xs: list[np.ndarray] = []
     utt: list[int] = []

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model import frontends
@@ -229,8 +230,9 @@ def build_model(
     model_args: ModelArguments, labels: tuple[str, ...]
 ) -> tuple[Any, Any, tuple[str, ...]]:
     """(model, feature extractor, label order) with label2id/id2label set in the config."""
-    from intentd.daemon.model import compact
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from intentd.daemon.model import compact
 
     compact.register()
 

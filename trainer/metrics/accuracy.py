@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import evaluate
 import numpy as np
+
 from intentd.trainer.metrics._info import class_id_metric_info
 
 _DESCRIPTION = "Accuracy = (number of correct predictions) / (number of predictions)."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import evaluate
 import numpy as np
+
 from intentd.trainer.metrics._info import class_id_metric_info
 
 _DESCRIPTION = "Macro F1 = mean over classes of 2*TP / (2*TP + FP + FN)."

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from intentd.daemon.errors import DataError
 from scipy.fft import next_fast_len
 from scipy.signal import butter, sosfilt
+
+from intentd.daemon.errors import DataError
 
 # What training mixes in by default; "cafe" is there for evaluation (and --noise-kind).
 TRAIN_NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
@@ -72,6 +73,7 @@ def hum_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000) -> 
 def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:
     """A user noise recording as mono float32 at ``sample_rate_hz``, unit RMS."""
     import soundfile as sf
+
     from intentd.daemon.audio.windowing import preprocess
 
     try:

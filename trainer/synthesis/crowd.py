@@ -11,6 +11,7 @@ import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from intentd.trainer.evaluation.snr import max_frame_energy  # the clatter cap, in the SNR's frames
 from intentd.trainer.synthesis import augment as aug
 

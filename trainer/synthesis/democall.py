@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import pauses, tts_espeak

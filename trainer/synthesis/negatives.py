@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+
 from intentd.daemon.output.events import REJECT_LABEL
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import tts_espeak

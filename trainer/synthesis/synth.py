@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import negatives, pauses, tts_espeak, tts_flite

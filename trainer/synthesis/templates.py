@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
 from intentd.daemon.errors import DataError
 
 _SLOT_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")

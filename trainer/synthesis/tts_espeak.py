@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 from intentd.trainer.synthesis import espeak_timbres
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 
 # (voice, habitual pitch in Hz or 0 where flite ignores a pitch target)
@@ -61,6 +62,7 @@ def available() -> bool:
 def speak(text: str, speaker: FliteSpeaker, sample_rate_hz: int = 16000) -> np.ndarray:
     """Float32 mono audio at ``sample_rate_hz``."""
     import soundfile as sf
+
     from intentd.daemon.audio.windowing import preprocess
 
     exe = shutil.which("flite")

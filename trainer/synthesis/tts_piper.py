@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.errors import DataError
 
 VOICE_ID = "piper:joe"
@@ -45,8 +46,9 @@ class PiperSpeaker:
     def speak(self, text: str, style: PiperStyle = PiperStyle(),
               sample_rate_hz: int = 16000) -> np.ndarray:
         """Float32 mono audio at ``sample_rate_hz``."""
-        from intentd.daemon.audio.windowing import preprocess
         from piper.config import SynthesisConfig
+
+        from intentd.daemon.audio.windowing import preprocess
 
         cfg = SynthesisConfig(length_scale=style.length_scale, noise_scale=style.noise_scale,
                               noise_w_scale=style.noise_w, normalize_audio=True)

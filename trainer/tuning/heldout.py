@@ -52,6 +52,7 @@ def logits(head: Any, extractor: Any, examples: list[Any]) -> np.ndarray:
     """``[n, classes]`` logits of ``examples`` through the model's own feature extractor
     (the daemon's CTranslate2 path for a Whisper front-end, tuned weights included)."""
     import torch
+
     from intentd.trainer.fitting.data import load_audio
 
     out = []

@@ -97,8 +97,9 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
         "pass the data the members were fit on")
 
     import torch
-    from intentd.daemon.model import compact, frontend_whisper, frontends
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from intentd.daemon.model import compact, frontend_whisper, frontends
 
     compact.register()
     torch.set_num_threads(threads)

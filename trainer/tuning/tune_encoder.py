@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import pauses
 from intentd.trainer.tuning import heldout
@@ -193,6 +194,8 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
         "tune on the data it was fit on")
 
     import torch
+    from transformers import AutoModelForAudioClassification
+
     from intentd.daemon.model import compact, frontend_whisper
     from intentd.trainer.tuning.whisper_torch import (
         SplitEncoder,
@@ -200,7 +203,6 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
         load_encoder,
         save_encoder,
     )
-    from transformers import AutoModelForAudioClassification
 
     compact.register()
     torch.manual_seed(opts.seed)

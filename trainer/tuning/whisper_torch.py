@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from intentd.daemon.errors import DataError
 from torch import nn
+
+from intentd.daemon.errors import DataError
 
 # The DataType enum order of include/ctranslate2/types.h.
 _DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")

@@ -1,0 +1,79 @@
+"""What the stream stages hand the model worker, through its one bounded queue.
+
+Every item names its ``stream``; utterance state is keyed by ``(stream, utterance_id)``.
+Items of one stream arrive in the order its stage made them; items of different streams
+interleave freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from intentd.daemon.output.events import Event
+
+
+@dataclass(frozen=True)
+class WindowItem:
+    """A window of an utterance, for the ``mean``/``max`` verdicts or window events."""
+
+    stream: str
+    utterance_id: int
+    start_sample: int  # window start, stream-global sample index
+    window: np.ndarray  # [window_samples] float32
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """The next samples of an utterance, for the ``utterance`` verdict's scorer."""
+
+    stream: str
+    utterance_id: int
+    samples: np.ndarray  # float32 mono
+
+
+@dataclass(frozen=True)
+class EndItem:
+    """End of an utterance: the worker gives its verdict."""
+
+    stream: str
+    utterance_id: int
+    start_sample: int  # first speech sample (stream-global)
+    end_sample: int  # one past the last speech sample
+    end_wall_time: float  # time.monotonic() when the stage saw the end of speech
+    reason: str
+    windows: int = 0  # windows cut from the utterance (classified or not)
+
+
+@dataclass(frozen=True)
+class DiscardItem:
+    """The stage rejected an utterance (too short): forget it."""
+
+    stream: str
+    utterance_id: int
+
+
+@dataclass(frozen=True)
+class EventItem:
+    """An event the stage built (speech_start / speech_end), emitted in stream order."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """The stream's last item: its stage has stopped (``error`` set when it failed)."""
+
+    stream: str
+    error: str | None = None
+
+
+class _Stop:
+    def __repr__(self) -> str:
+        return "STOP"
+
+
+STOP = _Stop()
+
+WorkItem = WindowItem | AudioItem | EndItem | DiscardItem | EventItem | StreamEnded | _Stop

@@ -1,0 +1,252 @@
+"""One input stream's stage: its own thread reads the source, resamples, segments and cuts.
+
+::
+
+    source.read() → StreamResampler → Segmenter (VAD, noise gate) → WindowCutter per utterance
+                  ──► the engine's work queue (bounded, shared by every stream)
+
+The stage owns all of this state; nothing of it is shared with other threads. It hands
+the worker only what the verdict needs: utterance audio for the ``utterance`` verdict,
+windows for ``mean``/``max`` or window events (otherwise windows are only counted).
+
+Backpressure: the hand-over to the work queue blocks, so files and stdin never lose audio
+(a slow model makes a file run slower); a microphone's own capture queue drops and counts
+what the stage could not take in time.
+
+Ending: at the end of input, on :meth:`request_stop` or on a failure, the open utterance is
+finished (segmenter flushed, what was heard sent for a verdict) and :class:`StreamEnded` is
+the stream's last item. A failure ends this stream alone, with one log line.
+
+Settings change (:meth:`reconfigure`) between utterances only: the new VAD and windows
+take over the first time the stage has no utterance open, so no utterance is judged half
+by one rule and half by another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from intentd.daemon.audio.resample import StreamResampler
+from intentd.daemon.audio.segmenter import (
+    Discarded,
+    Segmenter,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+)
+from intentd.daemon.audio.sources import AudioSource
+from intentd.daemon.audio.vad import VAD_RATES_HZ
+from intentd.daemon.audio.windowing import WindowCutter, WindowSpec
+from intentd.daemon.config import VadConfig
+from intentd.daemon.engine.handover import put_unless
+from intentd.daemon.engine.items import (
+    AudioItem,
+    DiscardItem,
+    EndItem,
+    EventItem,
+    StreamEnded,
+    WindowItem,
+)
+from intentd.daemon.errors import ConfigError, IntentdError
+from intentd.daemon.output.events import SpeechEndEvent, SpeechStartEvent
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.1
+PUT_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What a stream stage needs to know; derived from the config by the engine."""
+
+    vad: VadConfig
+    windows: WindowSpec
+    send_audio: bool  # the utterance verdict scores the audio itself
+    send_windows: bool  # windows go to the model (mean/max verdict, window events)
+    speech_events: bool = False
+
+
+class _Open:
+    def __init__(self, start_sample: int, voiced_start: int, cutter: WindowCutter) -> None:
+        self.start_sample = start_sample
+        self.voiced_start = voiced_start
+        self.cutter = cutter
+
+
+class StreamStage:
+    """Thread target for one input: ``threading.Thread(target=stage.run)``."""
+
+    def __init__(self, name: str, source: AudioSource, settings: StreamSettings,
+                 rate_hz: int, out: queue.Queue[Any], abort: threading.Event) -> None:
+        if rate_hz not in VAD_RATES_HZ:
+            raise ConfigError(f"the model's sample rate {rate_hz} Hz is not one the VAD "
+                              f"supports ({', '.join(map(str, VAD_RATES_HZ))})")
+        self.name = name
+        self.source = source
+        self.rate_hz = rate_hz
+        self.out = out
+        self.abort = abort  # set by the engine: give up blocked hand-overs now
+        self._stop = threading.Event()
+        self._settings = settings
+        self._pending: StreamSettings | None = None
+        self._lock = threading.Lock()
+        self.resampler = StreamResampler(source.sample_rate_hz, rate_hz, source.channels)
+        self.segmenter = Segmenter(settings.vad, rate_hz)
+        self._open: dict[int, _Open] = {}
+        # A reconfigured segmenter counts samples and utterances from zero: these keep stream
+        # time and utterance ids going.
+        self._offset = 0
+        self._next_index = 0
+        self._index_base = 0
+        self.heartbeat = time.monotonic()
+        self.error: str | None = None
+        self.failure: BaseException | None = None
+        self.state = "new"  # new | running | ended | failed
+        self.counts = {"utterances": 0, "discarded": 0, "max_length_splits": 0,
+                       "windows": 0, "samples_in": 0}
+        self._pause_cuts = 0
+        self._pause_cut_samples = 0
+
+    # --- control (any thread) -------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reconfigure(self, settings: StreamSettings) -> None:
+        """Take ``settings`` at the next moment no utterance is open."""
+        with self._lock:
+            self._pending = settings
+
+    @property
+    def settings(self) -> StreamSettings:
+        return self._settings
+
+    # --- the thread -----------------------------------------------------------------
+
+    def run(self) -> None:
+        self.state = "running"
+        try:
+            try:
+                self._loop()
+            finally:
+                with contextlib.suppress(Exception):
+                    self.source.stop()
+            # End of input or a stop request: finish what was heard.
+            self._finish_utterance()
+        except Exception as exc:
+            self.error = str(exc) if isinstance(exc, IntentdError) else f"{exc!r}"
+            if isinstance(exc, IntentdError):
+                log.error("stream %s: %s; this stream ends", self.name, self.error)
+            else:
+                log.exception("stream %s crashed; this stream ends", self.name)
+            self.failure = exc
+            # What was already heard still gets its verdict (unless the stage itself broke).
+            with contextlib.suppress(Exception):
+                self._finish_utterance()
+        self.state = "failed" if self.error else "ended"
+        self._put(StreamEnded(self.name, self.error))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and not self.abort.is_set():
+            self.heartbeat = time.monotonic()
+            block = self.source.read(READ_TIMEOUT_S)
+            if block is None:
+                log.info("stream %s: end of input", self.name)
+                return
+            if block.shape[0]:
+                self.counts["samples_in"] += int(block.shape[0])
+                self._handle(self.segmenter.process(self.resampler.process(block)))
+            self._maybe_reconfigure()
+
+    def _finish_utterance(self) -> None:
+        self._handle(self.segmenter.process(self.resampler.flush()))
+        self._handle(self.segmenter.flush())
+
+    def _maybe_reconfigure(self) -> None:
+        if self._pending is None or self._open or self.segmenter.machine.in_speech:
+            return
+        with self._lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return
+        samples = self.segmenter.samples_seen
+        self._pause_cuts += self.segmenter.pause_cuts
+        self._pause_cut_samples += self.segmenter.pause_cut_samples
+        self._offset += samples
+        self._index_base = self._next_index
+        self.segmenter = Segmenter(new.vad, self.rate_hz)
+        self._settings = new
+        log.info("stream %s: new settings in effect", self.name)
+
+    # --- hand-over ------------------------------------------------------------------
+
+    def _put(self, item: Any) -> None:
+        put_unless(self.out, item, self.abort, poll_s=PUT_POLL_S)
+
+    def _handle(self, events: list[Any]) -> None:
+        s = self._settings
+        off = self._offset
+        for ev in events:
+            uid = self._index_base + ev.index
+            if isinstance(ev, UtteranceStart):
+                self._next_index = uid + 1
+                voiced = ev.voiced_start_sample if ev.voiced_start_sample >= 0 else ev.start_sample
+                self._open[uid] = _Open(off + ev.start_sample, off + voiced,
+                                        WindowCutter(s.windows))
+                if s.speech_events:
+                    self._put(EventItem(SpeechStartEvent(
+                        uid, self.name, (off + voiced) / self.rate_hz, time.time())))
+            elif isinstance(ev, UtteranceAudio):
+                utt = self._open[uid]
+                self._windows(uid, utt, utt.cutter.push(ev.samples))
+                if s.send_audio:
+                    self._put(AudioItem(self.name, uid, ev.samples))
+            elif isinstance(ev, UtteranceEnd):
+                seen = time.monotonic()
+                utt = self._open.pop(uid)
+                self._windows(uid, utt, utt.cutter.finish())
+                start, end = utt.start_sample, off + ev.end_sample
+                if 0 <= ev.voiced_start_sample < ev.voiced_end_sample:
+                    start, end = off + ev.voiced_start_sample, off + ev.voiced_end_sample
+                self.counts["utterances"] += 1
+                self.counts["max_length_splits"] += ev.reason == "max_length"
+                if s.speech_events:
+                    self._put(EventItem(SpeechEndEvent(uid, self.name, end / self.rate_hz,
+                                                       time.time())))
+                self._put(EndItem(self.name, uid, start, end, seen, ev.reason,
+                                  utt.cutter.windows_emitted))
+            elif isinstance(ev, Discarded):
+                utt = self._open.pop(uid)
+                end = (off + ev.voiced_end_sample if ev.voiced_end_sample >= 0
+                       else utt.voiced_start)
+                self.counts["discarded"] += 1
+                self._put(DiscardItem(self.name, uid))
+                if s.speech_events:
+                    self._put(EventItem(SpeechEndEvent(uid, self.name, end / self.rate_hz,
+                                                       time.time())))
+
+    def _windows(self, uid: int, utt: _Open, pairs: list[tuple[int, np.ndarray]]) -> None:
+        self.counts["windows"] += len(pairs)
+        if not self._settings.send_windows:
+            return
+        for start, window in pairs:
+            self._put(WindowItem(self.name, uid, utt.start_sample + start, window))
+
+    # --- figures --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        seg = self.segmenter
+        cut = self._pause_cut_samples + seg.pause_cut_samples
+        return {"stream": self.name, "state": self.state, "source": self.source.name,
+                **self.counts, "pauses_shortened": self._pause_cuts + seg.pause_cuts,
+                "pause_s_cut": round(cut / self.rate_hz, 3),
+                "source_stats": self.source.stats()}
