@@ -21,6 +21,7 @@ import statistics
 import time
 
 import numpy as np
+
 from intentd.daemon.model import embedding
 from intentd.daemon.model.embedding import SAMPLE_RATE_HZ, StreamingEmbedder, embed
 from intentd.daemon.model.loader import STREAM_BATCH_EMBEDDINGS

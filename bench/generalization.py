@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from intentd.daemon.model.backend import ModelBackend
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from intentd.daemon.audio.windowing import preprocess
 from intentd.daemon.score import Span, read_events, read_truth, summarize
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from intentd.daemon.audio.segmenter import Segmenter, UtteranceEnd
 from intentd.daemon.config import load_config
 from intentd.trainer.synthesis.democall import CALL_NOISE_KINDS, make_call
