@@ -113,7 +113,7 @@ def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging("INFO")  # until the config (which validates log_level) is loaded
     if args.list_devices:
-        from intentd.daemon.audio.sources import list_devices
+        from intentd.daemon.audio.mic import list_devices
 
         print(list_devices())
         return 0

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from intentd.trainer.evaluation.snr import max_frame_energy
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import crowd
+from intentd.trainer.synthesis.signals import max_frame_energy
 
 
 def test_crowd_pools_use_disjoint_voices_and_tracks() -> None:

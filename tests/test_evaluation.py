@@ -14,12 +14,7 @@ from intentd.daemon.score import Span
 from intentd.trainer.evaluation import metrics as M
 from intentd.trainer.evaluation.channel import mulaw_encode_g711, to_phone
 from intentd.trainer.evaluation.cli import main, parse_conditions
-from intentd.trainer.evaluation.snr import (
-    frame_energies,
-    max_frame_energy,
-    mix_max_energy,
-    noise_gain,
-)
+from intentd.trainer.evaluation.snr import mix_max_energy, noise_gain
 from intentd.trainer.evaluation.streams import (
     StreamOptions,
     Utterance,
@@ -27,6 +22,7 @@ from intentd.trainer.evaluation.streams import (
     pause_point,
     with_pause,
 )
+from intentd.trainer.synthesis.signals import frame_energies, max_frame_energy
 
 
 def test_frame_energies_are_sums_over_20ms_frames() -> None:

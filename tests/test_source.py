@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from intentd.daemon.audio.mic import list_devices
 from intentd.daemon.audio.sources import (
     MULAW_TO_INT16,
     AudioSource,
     FileSource,
     StdinSource,
     decode_pcm,
-    list_devices,
     open_source,
 )
 from intentd.daemon.config import InputConfig
@@ -192,7 +192,7 @@ CAPTURE = textwrap.dedent(
     import json, logging, sys, time
     import numpy as np
     logging.basicConfig(level=logging.WARNING)
-    from intentd.daemon.audio.sources import MicSource, list_devices
+    from intentd.daemon.audio.mic import MicSource, list_devices
     rate, channels, n, queue_blocks, wait_s = json.loads(sys.argv[1])
     src = MicSource("fakemic", rate, block_ms=30, queue_blocks=queue_blocks, channels=channels)
     src.start()

@@ -1,14 +1,9 @@
-"""Audio sources: microphone (PortAudio), audio file, raw PCM on stdin.
+"""Audio sources: the protocol, audio files, raw PCM on stdin (the microphone: :mod:`.mic`).
 
 Every source hands out float32 blocks shaped ``[n, channels]`` at its own
-``sample_rate_hz``; resampling to the model rate happens downstream
-(:mod:`intentd.daemon.audio.resample`). ``read(timeout_s)`` returns an empty block when nothing
-arrived in time and ``None`` at end of stream.
-
-The microphone callback runs on PortAudio's real-time thread: it only copies the block and
-``put_nowait``-s it into a bounded queue, counting overflows and full-queue drops in
-counters that only it writes. The reader side compares those counters with what it has
-already reported and logs a rate-limited warning, so lost audio is never silent.
+``sample_rate_hz``; resampling to the model rate happens downstream (:mod:`.resample`).
+``read(timeout_s)`` returns an empty block when nothing arrived in time and ``None`` at end
+of stream.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,13 +23,6 @@ from intentd.daemon.engine.handover import put_unless
 from intentd.daemon.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-WARN_INTERVAL_S = 5.0
-_PORTAUDIO_HINT = (
-    "microphone input needs the PortAudio library: install it with "
-    "`sudo apt-get install libportaudio2`, or read a file / stdin instead (--input FILE|-)"
-)
-
 
 @runtime_checkable
 class AudioSource(Protocol):
@@ -49,140 +37,6 @@ class AudioSource(Protocol):
     def stop(self) -> None: ...
 
     def stats(self) -> dict[str, int]: ...
-
-
-def _import_sounddevice() -> Any:
-    try:
-        import sounddevice
-    except (OSError, ImportError) as exc:  # OSError: libportaudio.so.2 is missing
-        raise ConfigError(f"{_PORTAUDIO_HINT} ({exc})") from None
-    return sounddevice
-
-
-# --------------------------------------------------------------------------- microphone
-
-
-class MicSource:
-    """Live capture through PortAudio at the device's native rate (or the one requested)."""
-
-    def __init__(
-        self,
-        device: int | str | None = None,
-        sample_rate_hz: int | None = None,
-        block_ms: int = 30,
-        queue_blocks: int = 200,
-        channels: int = 1,
-    ) -> None:
-        sd = _import_sounddevice()
-        self._sd = sd
-        try:
-            info = sd.query_devices(device, "input")
-        except (ValueError, sd.PortAudioError) as exc:
-            dev = "default" if device is None else repr(device)
-            raise ConfigError(
-                f"input.source: no usable input device {dev} ({exc}); see --list-devices"
-            ) from None
-        self.device = device
-        self.name = f"mic:{info['name']}"
-        self.sample_rate_hz = int(sample_rate_hz or round(info["default_samplerate"]))
-        self.channels = channels
-        self._block_frames = max(1, round(self.sample_rate_hz * block_ms / 1000))
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
-        self._stream: Any = None
-        self._finished = False
-        # Written only by the PortAudio callback thread.
-        self._cb_overflows = 0
-        self._cb_dropped = 0
-        # Reader side.
-        self._blocks = 0
-        self._samples = 0
-        self._reported = (0, 0)
-        self._last_warn = -WARN_INTERVAL_S
-
-    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        if status.input_overflow:
-            self._cb_overflows += 1
-        try:
-            self._queue.put_nowait(indata.copy())
-        except queue.Full:
-            self._cb_dropped += 1
-
-    def _on_finished(self) -> None:
-        self._finished = True
-
-    def _open(self, channels: int) -> Any:
-        return self._sd.InputStream(
-            device=self.device,
-            samplerate=self.sample_rate_hz,
-            channels=channels,
-            dtype="int16",  # what microphones deliver; exact, and half the copy of float32
-            blocksize=self._block_frames,
-            latency="high",
-            callback=self._callback,
-            finished_callback=self._on_finished,
-        )
-
-    def start(self) -> None:
-        sd = self._sd
-        try:
-            try:
-                self._stream = self._open(self.channels)
-            except sd.PortAudioError:
-                # Some hardware devices only open with their own channel count.
-                info = sd.query_devices(self.device, "input")
-                self.channels = int(info["max_input_channels"])
-                self._stream = self._open(self.channels)
-            self._stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise ConfigError(
-                f"input.source: cannot open {self.name} at {self.sample_rate_hz} Hz: {exc}"
-            ) from None
-        log.info("capturing from %s at %d Hz, %d ch", self.name, self.sample_rate_hz,
-                 self.channels)
-
-    def _report_losses(self) -> None:
-        now = (self._cb_overflows, self._cb_dropped)
-        if now == self._reported:
-            return
-        t = time.monotonic()
-        if t - self._last_warn < WARN_INTERVAL_S:
-            return
-        log.warning(
-            "%s: audio lost: %d input overflows, %d blocks dropped (queue full) so far; "
-            "the consumer is too slow",
-            self.name, now[0], now[1],
-        )
-        self._reported, self._last_warn = now, t
-
-    def read(self, timeout_s: float) -> np.ndarray | None:
-        self._report_losses()
-        try:
-            block = self._queue.get(timeout=max(0.0, timeout_s))
-        except queue.Empty:
-            if self._finished or self._stream is None:
-                return None
-            return np.zeros((0, self.channels), dtype=np.float32)
-        self._blocks += 1
-        self._samples += block.shape[0]
-        return block.astype(np.float32) / 32768.0
-
-    def stop(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.stop()
-                self._stream.close()
-            except self._sd.PortAudioError as exc:
-                log.warning("%s: error while closing: %s", self.name, exc)
-        self._finished = True
-        self._report_losses()
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "blocks": self._blocks,
-            "samples": self._samples,
-            "overflows": self._cb_overflows,
-            "dropped_blocks": self._cb_dropped,
-        }
 
 
 # --------------------------------------------------------------------------- file
@@ -375,32 +229,12 @@ class StdinSource:
 
 
 def open_source(cfg: InputConfig) -> AudioSource:
+    """The source an input names (not started)."""
     if cfg.kind == "mic":
+        from intentd.daemon.audio.mic import MicSource
+
         return MicSource(cfg.device, None, cfg.block_ms, cfg.queue_blocks)
     if cfg.kind == "stdin":
         return StdinSource(cfg.rate_hz, cfg.channels, cfg.format, cfg.block_ms, cfg.queue_blocks)
     assert cfg.path is not None
     return FileSource(cfg.path, cfg.realtime, cfg.block_ms)
-
-
-def list_devices() -> str:
-    """Human-readable list of capture devices for ``--list-devices``."""
-    sd = _import_sounddevice()
-    try:
-        devices = sd.query_devices()
-        default_in = sd.default.device[0]
-    except sd.PortAudioError as exc:
-        raise ConfigError(f"cannot list audio devices: {exc}") from None
-    lines = []
-    for idx, dev in enumerate(devices):
-        if dev["max_input_channels"] <= 0:
-            continue
-        mark = "*" if idx == default_in else " "
-        host = sd.query_hostapis(dev["hostapi"])["name"]
-        lines.append(
-            f"{mark} {idx:3d}  {dev['name']}  ({host}, {dev['max_input_channels']} in, "
-            f"{dev['default_samplerate']:g} Hz)  -> --input mic:{idx}"
-        )
-    if not lines:
-        return "no audio input devices found (is a microphone connected? is ALSA configured?)"
-    return "input devices (* = default):\n" + "\n".join(lines)

@@ -3,7 +3,8 @@
 The SNR is the ratio of the MAXIMUM frame energies of speech and noise (20 ms frames), not
 of average powers: ``10*log10(max_frame_energy(speech) / max_frame_energy(k*noise)) = snr``.
 Peaks are what a listener (and a VAD) notices, and a max is insensitive to how much
-silence the speech track contains.
+silence the speech track contains. The frame energies live in
+:mod:`intentd.trainer.synthesis.signals` (crowd noise caps its clatter by the same rule).
 """
 
 from __future__ import annotations
@@ -13,27 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from intentd.trainer.synthesis import augment as aug
-
-FRAME_S = 0.02
-
-
-def frame_energies(x: np.ndarray, sample_rate_hz: int = 16000,
-                   frame_s: float = FRAME_S) -> np.ndarray:
-    """Sum of squares of each whole ``frame_s`` frame (a short tail is its own frame)."""
-    frame = max(1, round(sample_rate_hz * frame_s))
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        return np.zeros(0)
-    pad = (-x.size) % frame
-    if pad:
-        x = np.concatenate([x, np.zeros(pad)])
-    return np.sum(np.square(x.reshape(-1, frame)), axis=1)
-
-
-def max_frame_energy(x: np.ndarray, sample_rate_hz: int = 16000,
-                     frame_s: float = FRAME_S) -> float:
-    e = frame_energies(x, sample_rate_hz, frame_s)
-    return float(e.max()) if e.size else 0.0
+from intentd.trainer.synthesis.signals import max_frame_energy
 
 
 def noise_gain(speech_max_energy: float, noise_max_energy: float, snr_db: float) -> float:

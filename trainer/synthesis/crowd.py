@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from intentd.trainer.evaluation.snr import max_frame_energy  # the clatter cap, in the SNR's frames
-from intentd.trainer.synthesis import augment as aug
+from intentd.trainer.synthesis import signals as sig
+from intentd.trainer.synthesis.signals import max_frame_energy  # the SNR rule's frames
 
 if TYPE_CHECKING:
     from intentd.trainer.synthesis.tts_espeak import EspeakSpeaker
@@ -72,7 +72,7 @@ def talker_pool(pool: str = "train", sample_rate_hz: int = 16000,
         filled = 0
         while filled < n:
             text = " ".join(rng.choice(words, size=int(rng.integers(6, 14))))
-            seg = aug._unit_rms(tts_espeak.speak(text, speakers[int(i)],
+            seg = sig._unit_rms(tts_espeak.speak(text, speakers[int(i)],
                                              sample_rate_hz=sample_rate_hz))[: n - filled]
             track[filled : filled + seg.size] = seg
             filled += seg.size + int(rng.integers(0, sample_rate_hz // 4))
@@ -92,8 +92,8 @@ def babble_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
         raise ValueError(f"talkers must be in 1..{len(tracks)}, got {k}")
     out = np.zeros(n, dtype=np.float32)
     for i in rng.choice(len(tracks), size=k, replace=False):
-        out += aug.fit_length(tracks[int(i)], n, rng) * np.float32(rng.uniform(0.5, 1.0))
-    return aug._unit_rms(out)
+        out += sig.fit_length(tracks[int(i)], n, rng) * np.float32(rng.uniform(0.5, 1.0))
+    return sig._unit_rms(out)
 
 
 _CAFE_BEDS = 4  # per POOL_TALKERS tracks in the pool
@@ -118,11 +118,11 @@ def _cafe_beds(pool: str, sample_rate_hz: int,
         chosen = (tracks if len(tracks) == POOL_TALKERS else
                   [tracks[int(i)] for i in rng.choice(len(tracks), POOL_TALKERS, replace=False)])
         for track in chosen:
-            ir = aug.room_impulse(rng, sample_rate_hz, float(rng.uniform(0.5, 0.9)))
+            ir = sig.room_impulse(rng, sample_rate_hz, float(rng.uniform(0.5, 0.9)))
             ir[0] *= 0.25  # far from the microphone: mostly room, little direct sound
             shifted = np.roll(track, int(rng.integers(track.size)))
             bed += _circular_convolve(shifted, ir) / np.float32(rng.uniform(2.0, 8.0))
-        beds.append(aug._unit_rms(bed))
+        beds.append(sig._unit_rms(bed))
     return tuple(beds)
 
 
@@ -151,10 +151,10 @@ def cafe_noise(n: int, rng: np.random.Generator, sample_rate_hz: int = 16000,
     the Picovoice Rhino benchmark mixes in (a café recording). The clatter's loudest frame
     stays below the murmur's, so under a max-frame-energy SNR the murmur sets the level."""
     beds = _cafe_beds(pool, sample_rate_hz, pool_talkers)
-    bed = aug.fit_length(beds[int(rng.integers(len(beds)))], n, rng)
+    bed = sig.fit_length(beds[int(rng.integers(len(beds)))], n, rng)
     clatter = _clatter(n, rng, sample_rate_hz)
     peak = max_frame_energy(clatter, sample_rate_hz)
     if peak > 0:
         clatter *= np.float32(np.sqrt(max_frame_energy(bed, sample_rate_hz) / peak)
                               * rng.uniform(0.3, 0.9))
-    return aug._unit_rms(bed + clatter + np.float32(0.15) * aug.brown_noise(n, rng))
+    return sig._unit_rms(bed + clatter + np.float32(0.15) * sig.brown_noise(n, rng))
