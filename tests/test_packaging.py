@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from wheel_helpers import build_wheel
 
 from intentd.daemon import __version__
 
@@ -40,10 +41,7 @@ def test_no_import_time_side_effects_in_the_packages() -> None:
 
 @pytest.mark.slow
 def test_wheel_installs_beside_python_daemon(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp_path / "dist"), str(REPO)],
-                   check=True, capture_output=True, timeout=600)
-    (wheel,) = (tmp_path / "dist").glob("intentd-*.whl")
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if ".dist-info/" not in n}
     assert tops == {"intentd"}, tops  # no top-level daemon/ or trainer/

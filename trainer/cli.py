@@ -13,9 +13,28 @@ import os
 import sys
 from collections.abc import Sequence
 
+from intentd.daemon import __version__
 from intentd.daemon.errors import IntentdError
+from intentd.trainer import extras
 
 PROG = "intentd-train"
+EXIT_CODES = """exit codes: 0 ok; 2 bad usage, settings or data (one line on stderr says what
+and how to fix it); 1 an internal failure."""
+# subcommand -> examples shown at the end of its --help (the first one also in the main help)
+_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "synth": ("intentd-train synth lights.yaml --out data/lights --seed 1",
+              "intentd-train synth banking.yaml --out data/bank --per-intent 400 --piper-share 0"),
+    "democall": ("intentd-train democall lights.yaml --out call.wav --truth call.csv --seed 7",
+                 "intentd-train democall lights.yaml --out c8k.wav --truth c8k.csv --rate-hz 8000"),
+    "fit": ("intentd-train fit --data data/lights --model compact --out models/lights",
+            "intentd-train fit --data data/lights --model compact --frontend speech_embedding "
+            "--out models/lights-se"),
+    "tune-encoder": ("intentd-train tune-encoder --model models/lights --data data/lights "
+                     "--out models/lights-t",),
+    "ensemble": ("intentd-train ensemble --model models/a --model models/b --out models/ab",),
+    "soup": ("intentd-train soup --model models/t1 --model models/t2 --data data/lights "
+             "--out models/soup",),
+}
 
 # subcommand -> (module, add-arguments function, run function, one-line help)
 _COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -50,14 +69,21 @@ def _build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Synthesize speech data, render a demo call, fine-tune an intent model.",
+        epilog="examples:\n" + "\n".join(f"  {e[0]}" for e in _EXAMPLES.values())
+               + f"\n\n{EXIT_CODES}\n`intentd-train COMMAND --help` says more.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="stderr logging level (default: %(default)s)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, add_fn, _run, help_text) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog="examples:\n" + "\n".join(f"  {e}" for e in _EXAMPLES[name])
+                                  + f"\n\n{EXIT_CODES}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == command:
             # Only the chosen subcommand's module is imported (for its arguments).
             getattr(importlib.import_module(module), add_fn)(p)
@@ -80,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = _chosen_command(args_list)
         for key, value in _COMMAND_ENV.get(command or "", {}).items():
             os.environ.setdefault(key, value)
+        if command is not None:
+            extras.require(PROG)  # before the command's module imports what is missing
         parser = _build_parser(command)
         args = parser.parse_args(args_list)
         logging.basicConfig(

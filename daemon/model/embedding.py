@@ -50,8 +50,8 @@ RECEPTIVE_FIELD_SAMPLES = FRAME_SAMPLES + (WINDOW_FRAMES - 1) * FRAME_HOP_SAMPLE
 INT16_SCALE = 32767.0
 MEL_FLOOR_DB = 0.0
 
-_MEL_MODEL = "melspectrogram.onnx"
-_EMBEDDING_MODEL = "embedding_model.onnx"
+MEL_MODEL = "melspectrogram.onnx"
+EMBEDDING_MODEL = "embedding_model.onnx"
 
 
 def n_frames(n_samples: int) -> int:
@@ -78,7 +78,7 @@ def version() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for name in (_MEL_MODEL, _EMBEDDING_MODEL):
+    for name in (MEL_MODEL, EMBEDDING_MODEL):
         h.update(resource_path(name).read_bytes())
     consts = (INT16_SCALE, MEL_FLOOR_DB, WINDOW_FRAMES, HOP_FRAMES, FRAME_SAMPLES,
               FRAME_HOP_SAMPLES)
@@ -126,7 +126,7 @@ def _sequence_model() -> bytes:
         raise DataError("the onnx package is missing (it rewrites the speech-embedding model); "
                         "pip install 'onnx>=1.16'") from None
 
-    path = resource_path(_EMBEDDING_MODEL)
+    path = resource_path(EMBEDDING_MODEL)
     model = onnx.load(str(path))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -176,7 +176,7 @@ def melspectrogram(audio: np.ndarray, threads: int = 1) -> np.ndarray:
     f = n_frames(a.size)
     if f == 0:
         return np.zeros((0, N_MELS), dtype=np.float32)
-    sess = _session(_MEL_MODEL, threads)
+    sess = _session(MEL_MODEL, threads)
     out = sess.run(None, {"input": (a * INT16_SCALE)[None, :]})[0]  # [1, 1, F, 32]
     mel = np.maximum(out[0, 0], MEL_FLOOR_DB) / 10.0 + 2.0
     return mel.astype(np.float32, copy=False)
@@ -200,7 +200,7 @@ def embed_windows(windows: np.ndarray, threads: int = 1) -> np.ndarray:
     n = windows.shape[0]
     if n == 0:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-    sess = _session(_EMBEDDING_MODEL, threads)
+    sess = _session(EMBEDDING_MODEL, threads)
     x = np.ascontiguousarray(windows, dtype=np.float32)[..., None]
     # Bounded batches keep memory flat for any n (32 was the fastest batch on 2 cores).
     return np.concatenate([sess.run(None, {"input_1": x[s : s + 32]})[0].reshape(-1, EMBEDDING_DIM)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from intentd.daemon.errors import DataError
-from intentd.daemon.model import ensemble, frontends
+from intentd.daemon.model import checksums, ensemble, frontends
 from intentd.daemon.model.compact import MODEL_TYPE, CompactForAudioClassification
 from intentd.daemon.model.compact import register as register_compact
 
@@ -247,6 +247,16 @@ def _frontend_weights(config: Any, path: Path) -> Path | None:
     return weights
 
 
+def _verify_frontend(backend: CompactBackend, config: Any, path: Path) -> None:
+    """The front-end weights are the ones the model was trained on (:mod:`.checksums`)."""
+    recorded = getattr(config, checksums.CONFIG_KEY, None)
+    if recorded is None:
+        logger.warning("%s records no checksums of its front-end weights, so they are not "
+                       "verified; re-save it with this version of intentd-train", path)
+        return
+    checksums.verify(backend.frontend, recorded, path, backend.frontend_weights)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -280,6 +290,7 @@ def load_backend(model_dir: str | Path,
             backend: CompactBackend | HFBackend = CompactBackend(
                 model, name, labels, threads, _temperature(model.config, path),
                 _frontend_weights(model.config, path))
+            _verify_frontend(backend, model.config, path)
             # Load the front-end now: missing weights fail at start-up, not at the first
             # utterance, and the first event does not pay the load (~0.6 s for Whisper).
             frontends.embed_many(backend.frontend, [np.zeros(frontends.SAMPLE_RATE_HZ // 4,

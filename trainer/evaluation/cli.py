@@ -14,17 +14,22 @@ import logging
 import sys
 from pathlib import Path
 
+from intentd.daemon import __version__
 from intentd.daemon.config import load_config
 from intentd.daemon.errors import ConfigError, DataError, IntentdError
-from intentd.trainer.evaluation import report as report_mod
-from intentd.trainer.evaluation.run import CLEAN, EvalSettings, evaluate
-from intentd.trainer.evaluation.streams import (
-    StreamOptions,
-    build_streams,
-    load_recording,
-    load_utterances,
-)
-from intentd.trainer.synthesis.augment import NOISE_KINDS, load_noise_file
+from intentd.trainer import extras
+from intentd.trainer.evaluation.conditions import parse_conditions
+from intentd.trainer.synthesis.signals import NOISE_KINDS
+
+EPILOG = """examples:
+  intentd-eval --model models/banking --data data/banking --out reports/banking
+  intentd-eval --model M --data call.wav --truth call.csv --out R        a long recording
+  intentd-eval --model M --data D --out R --telephone                    via 8 kHz mu-law
+  intentd-eval --model M --data D --out R --noise-kind cafe --snrs clean,12,6
+  intentd-eval --model M --data D --out R --per-stream 1 --gap-s 0.3 0.5 Rhino's protocol
+
+exit codes: 0 ok; 2 bad usage, settings or data (one line on stderr says what and how to
+fix it); 1 an internal failure."""
 
 log = logging.getLogger("intentd-eval")
 
@@ -36,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="intentd-eval",
         description="Evaluate an intent model on long streams replayed through the daemon "
                     "pipeline: accuracy, macro-F1, segmentation, false accepts per hour, "
-                    "latency, accuracy by SNR and by threshold.")
+                    "latency, accuracy by SNR and by threshold.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"intentd-eval {__version__}")
     p.add_argument("--model", help="model dir (default: model.path of --config)")
     p.add_argument("--data", required=True,
                    help="audiofolder dir / CSV manifest (its test split is used) or a long "
@@ -75,23 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_conditions(text: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for part in (p.strip() for p in text.split(",")):
-        if part.lower() == CLEAN:
-            out.append(CLEAN)
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise ConfigError(f"--snrs: {part!r} is neither 'clean' nor a number of dB; "
-                              "use e.g. clean,24,18,12,9,6") from None
-        out.append(f"{value:g}")
-    if not out:
-        raise ConfigError("--snrs is empty; use e.g. clean,24,18,12,9,6")
-    return tuple(dict.fromkeys(out))
-
-
 def _check(args: argparse.Namespace) -> None:
     if args.fa_hours < 0:
         raise ConfigError(f"--fa-hours must be >= 0, got {args.fa_hours}")
@@ -117,6 +107,15 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from intentd.daemon.model.loader import load_backend
+    from intentd.trainer.evaluation import report as report_mod
+    from intentd.trainer.evaluation.run import EvalSettings, evaluate
+    from intentd.trainer.evaluation.streams import (
+        StreamOptions,
+        build_streams,
+        load_recording,
+        load_utterances,
+    )
+    from intentd.trainer.synthesis.augment import load_noise_file
 
     _check(args)
     conditions = parse_conditions(args.snrs)
@@ -157,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        extras.require("intentd-eval")
         return run(args)
     except IntentdError as exc:
         print(f"intentd-eval: error: {exc}", file=sys.stderr)

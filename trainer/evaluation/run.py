@@ -16,13 +16,13 @@ from intentd.daemon.config import Config
 from intentd.daemon.model.backend import ModelBackend
 from intentd.trainer.evaluation import metrics as M
 from intentd.trainer.evaluation.channel import PHONE_RATE_HZ, PhoneLine
+from intentd.trainer.evaluation.conditions import CLEAN
 from intentd.trainer.evaluation.replay import replay, sweep_config
 from intentd.trainer.evaluation.snr import NoiseMaker, max_frame_energy, noise_floor, noise_gain
 from intentd.trainer.evaluation.streams import SAMPLE_RATE_HZ, Stream
 
 log = logging.getLogger(__name__)
 
-CLEAN = "clean"
 FA_CHUNK_S = 30.0  # false-accept audio is generated this much at a time (bounded memory)
 
 

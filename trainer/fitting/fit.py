@@ -42,7 +42,7 @@ import numpy as np
 
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.errors import ConfigError
-from intentd.daemon.model import frontends
+from intentd.daemon.model import checksums, frontends
 from intentd.trainer.fitting.fit_args import (
     DataArguments,
     ModelArguments,
@@ -182,6 +182,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         log.info("score temperature %.3f on %d held-out utterances: NLL %.3f -> %.3f, "
                  "ECE %.3f -> %.3f", cal.temperature, cal.items, cal.nll_before,
                  cal.nll_after, cal.ece_before, cal.ece_after)
+    if model_args.model == "compact":
+        trainer.model.config.frontend_sha256 = checksums.record(model_args.frontend)
     trainer.save_model(str(out))
     extractor.save_pretrained(str(out))
     trainer.state.save_to_json(str(out / "trainer_state.json"))

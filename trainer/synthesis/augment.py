@@ -16,6 +16,8 @@ from scipy.signal import butter, sosfilt
 from intentd.daemon.errors import DataError
 from intentd.trainer.synthesis import crowd
 from intentd.trainer.synthesis.signals import (
+    NOISE_KINDS,
+    TRAIN_NOISE_KINDS,
     _rms,
     _unit_rms,
     brown_noise,
@@ -25,10 +27,6 @@ from intentd.trainer.synthesis.signals import (
     room_impulse,
     white_noise,
 )
-
-# What training mixes in by default; "cafe" is there for evaluation (and --noise-kind).
-TRAIN_NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
-NOISE_KINDS: tuple[str, ...] = (*TRAIN_NOISE_KINDS, "cafe")
 
 
 def load_noise_file(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:

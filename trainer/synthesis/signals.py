@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import next_fast_len
 
+# What training mixes in by default; "cafe" is there for evaluation (and --noise-kind).
+TRAIN_NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
+NOISE_KINDS: tuple[str, ...] = (*TRAIN_NOISE_KINDS, "cafe")
+
 FRAME_S = 0.02
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # the noise of one re-measurement, short of what averaging unrelated weights costs.
 TOLERANCE = 0.02
 # Config keys that may differ between the members of a soup (all else is architecture).
-_FREE_KEYS = frozenset({"score_temperature", "frontend_weights", "_name_or_path",
+_FREE_KEYS = frozenset({"score_temperature", "frontend_weights", "frontend_sha256", "_name_or_path",
                         "transformers_version", "dtype", "torch_dtype"})
 # fit's and tune's records of their own runs: they do not describe the soup.
 _NOT_COPIED = ("checkpoints", "cache", "trainer_state.json", "training_args.bin",
@@ -99,7 +99,7 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
     import torch
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from intentd.daemon.model import compact, frontend_whisper, frontends
+    from intentd.daemon.model import checksums, compact, frontend_whisper, frontends
 
     compact.register()
     torch.set_num_threads(threads)
@@ -133,6 +133,8 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
             shutil.rmtree(partial / sub, ignore_errors=True)
         save_encoder(encoders[0], sources[0], partial / WEIGHTS_SUBDIR)
         soup.config.frontend_weights = WEIGHTS_SUBDIR
+        soup.config.frontend_sha256 = checksums.record(frontends.WHISPER_TINY_EN,
+                                                       partial / WEIGHTS_SUBDIR)
         extractor.frontend_weights = WEIGHTS_SUBDIR
         extractor.weights_dir = partial / WEIGHTS_SUBDIR
     scores = heldout.measure(soup, extractor, dataset, labels, who="soup")

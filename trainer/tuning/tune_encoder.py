@@ -196,7 +196,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     import torch
     from transformers import AutoModelForAudioClassification
 
-    from intentd.daemon.model import compact, frontend_whisper
+    from intentd.daemon.model import checksums, compact, frontend_whisper, frontends
     from intentd.trainer.tuning.whisper_torch import (
         SplitEncoder,
         distill_loss,
@@ -280,6 +280,8 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     final, out = out, _copy_model(model_dir, out)
     save_encoder(enc, src_weights, out / WEIGHTS_SUBDIR)
     head.config.frontend_weights = WEIGHTS_SUBDIR
+    head.config.frontend_sha256 = checksums.record(frontends.WHISPER_TINY_EN,
+                                                   out / WEIGHTS_SUBDIR)
     head.eval()
     summary = {"options": asdict(opts), "train_utterances": len(dataset.train),
                "copies_per_utterance": 1 + opts.variants, "epoch_loss": losses,

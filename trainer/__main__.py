@@ -1,0 +1,7 @@
+"""``python -m intentd.trainer`` runs ``intentd-train``."""
+
+import sys
+
+from intentd.trainer.cli import main
+
+sys.exit(main())
