@@ -8,7 +8,7 @@ own path: source, resample, VAD, windows, worker, JSON lines) and is scored one-
 its truth (``intentd.daemon.score``). The same seeds give the same calls, so two models, or two
 versions of the code, are compared on identical audio.
 
-From session 16 the README's call figures (*Measured*) come from this script with its
+The call figures of docs/results.md come from this script with its
 defaults: seeds 1-24, voice seed 7 (the demo's).
 
 Usage: python bench/calls.py --model DIR [--seeds 1-24] [--voice-seed 7]

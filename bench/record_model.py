@@ -1,6 +1,6 @@
-"""Rebuild the banking model of record and measure it as the README does.
+"""Rebuild the banking model of record and measure it as docs/results.md does.
 
-The recipe (README "Model soups"): banking data (400 per intent, seed 7), the compact model
+The recipe (docs/training.md): banking data (400 per intent, seed 7), the compact model
 with a head of 256 channels, its encoder tuned with a crowd of 64 voices, four one-epoch
 continuations of that (+1, +2 on +1, and two more siblings) averaged into a soup, then
 rounds (``--rounds``, default two of three) of one-epoch continuations of the last soup,
@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 SPEC = ROOT / "examples" / "intents" / "banking.yaml"
 # Rhino's protocol: one command per stream with short gaps, babble by max frame energy.
 RHINO = ["--per-stream", "1", "--gap-s", "0.3", "0.5", "--fa-hours", "0.01"]
-# Members of each round of continuations after the first soup (README "Model soups").
+# Members of each round of continuations after the first soup (docs/training.md).
 ROUNDS: tuple[int, ...] = (3, 3)
 
 
@@ -73,8 +73,8 @@ def steps(out: Path, rounds: tuple[int, ...] = ROUNDS, threads: int = 2
         plan.append(soup(f"soup{k}", members))
         later += members
         seed += n
-    # The model of record averages every member of the later rounds (session 30: six
-    # members beat the last round's soup alone on the worst of four noise draws).
+    # The model of record averages every member of the later rounds: six members beat the
+    # last round's soup alone on the worst of four noise draws (docs/results.md).
     if len(rounds) > 1:
         plan.append(soup("final", later))
     return plan

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main command: offline, from a fresh clone to intents on stdout.
+# The README's demo command: offline, from a fresh clone to intents on stdout.
 #   synthesize banking speech → train the compact model → synthesize a demo call from
 #   held-out voices (pauses, background noise) → run intentd on it, JSON lines on stdout.
 set -euo pipefail
@@ -13,7 +13,7 @@ mkdir -p "$out"
 echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
 # 400 per intent (the synth default is 800) keeps the whole demo within 10 minutes on 2
 # cores: the Whisper front-end costs ~26 ms per clip to embed, the training ~170 s. No Piper
-# and no flite voices: they help real speakers (README, *Measured*) but cost synthesis time
+# and no flite voices: they help real speakers (docs/results.md) but cost synthesis time
 # the demo cannot spend, and its call is spoken by held-out eSpeak voices. 400 generated
 # eSpeak timbres (--gen-timbres) cost nothing extra and give training more speakers.
 "$bin/intentd-train" synth examples/intents/banking.yaml --out "$out/data" --seed "$seed" --force \
@@ -22,7 +22,7 @@ echo "demo: 1/4 synthesizing banking training data → $out/data" >&2
 echo "demo: 2/4 training the compact model (Whisper tiny.en front-end) → $out/model" >&2
 # The window scores (what the mean/max verdicts see) are not needed for the demo's verdict.
 # A head of 128 channels (the default is 256) trains in ~125 s instead of ~225 s: 0.7 point
-# less on held-out voices and more in heavy noise (README, *Measured*), the price of the budget.
+# less on held-out voices and more in heavy noise (docs/results.md), the price of the budget.
 "$bin/intentd-train" fit --data "$out/data" --model compact --out "$out/model" --no-window-eval \
   --head-channels 128
 echo "demo: 3/4 synthesizing a demo call from held-out voices → $out/call.wav" >&2

@@ -75,13 +75,13 @@ babble (babble .97 -> .92 one-to-one).
 Why the gate is on by default (10 dB). Off, the same calls: pink 1.0/.97, brown 1.0/1.0, hum
 .93/.98, babble .00/.00 (webrtcvad calls babble speech, so the gaps never end an utterance);
 gated: .98/.98, 1.0/1.0, .98/.99, .88/.85. The cost is in steady noise, where a soft onset
-that never clears the gate starts late: on the README demo call (pink, 17 dB) one start came
+that never clears the gate starts late: on the demo call (pink, 17 dB) one start came
 0.6 s late, where ungated all 20 boundaries were within 201 ms (a soft word after a pause
 also split off until weak frames held utterances open in steady noise, ``steady``). The same
 call under babble: ungated 7 utterances for 20 commands (2 correct intents), gated 19 of 20
 segmented (14 correct). Real recordings (``bench/realspeech.py``, 100 coffee orders in near
-silence): 94% either way, and no recording split (ungated: one). Session 3, before the
-fooled-level margin, measured:
+silence): 94% either way, and no recording split (ungated: one). Without the fooled-level
+margin it measured:
 intentd-eval, tiny 3-intent model, 18 utterances, accuracy / segmentation recall, gate off
 -> plain 10 dB gate (every voiced frame strong) -> 10 dB with hysteresis: babble 24 dB
 .22/.28 -> .94/.94 -> .89/.94, 12 dB .11/.28 -> .72/.83 -> .72/.83, 6 dB .22/.28 ->

@@ -19,14 +19,14 @@ two voiced ones that is longer than ``max_pause_ms`` and at least ``min_pause_ms
 reaches the classifier shortened to ``max_pause_ms``: its first and last halves are kept
 (the word endings and onsets next to it), its middle is cut. Shorter runs stay: in noise
 the gate drops soft sounds inside words (nasals, weak fricatives), and cutting those gaps
-cut speech. Session-9 demo model, 24 generated calls (480 commands, 15-25 dB), every run
+cut speech. The demo model, 24 generated calls (480 commands, 15-25 dB), every run
 over 60 ms cut -> only runs of 300 ms or more: 393 -> 406 right (150 and 200 ms: 142 and
 142 of the first 160, against 139 and 144). The eager post-roll is then at most half of
 ``max_pause_ms``, so nothing of a cut middle has been sent before the pause is decided.
 Without a cut, the pieces of an utterance concatenate to exactly the stream samples
 ``[start_sample, end_sample)``; each cut removes one span, and each piece carries the
 stream position of its first sample. Event times (``start_s``, ``end_s``) stay in stream
-time. Measured (README, *Segmentation*): on 600 synthetic commands with a 0.3-1.2 s pause,
+time. Measured (docs/results.md): on 600 synthetic commands with a 0.3-1.2 s pause,
 85.2% kept whole, 91.7% shortened to 60 ms (92.2% without the pauses); real coffee orders
 unchanged.
 """

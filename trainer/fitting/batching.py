@@ -73,7 +73,7 @@ def length_split_loss(loss_of: Callable[[dict[str, Any]], torch.Tensor],
     zero, so a clip's loss does not depend on how far it is padded, and the size-weighted mean
     of the slices' losses is the batch's loss with the same gradient. Only the work on padding
     goes: even in length-sorted buckets, a batch padded to its longest clip computed ~2x the
-    real frames on session 10's demo data; four slices cut that to ~1.2x. The batch itself,
+    real frames on the demo data; four slices cut that to ~1.2x. The batch itself,
     which is what the bucket size trades against accuracy, is unchanged. Every per-row tensor is
     sliced by rows; those in ``sequence_keys`` are also trimmed in time (dim 1).
     """

@@ -24,7 +24,7 @@ low-level features and halves the compute; (4) raise the peak learning rate to 5
 the transformer layers yet lets the new head converge; (5) keep the checkpoint with the best
 held-out utterance accuracy. Compact heads are tiny and trained from scratch, so they use
 AdamW at 2e-3, batch 64 (one step, no accumulation), 10 epochs but at least 300 optimizer
-steps (small data sets); README "Measured" has the history of the head and its
+steps (small data sets); docs/results.md has the figures behind the head and its
 regularisation. Compact scores are then calibrated (``intentd.trainer.fitting.calibrate``) on the
 held-out utterances. The best checkpoint is chosen on the test split, as in the HF guide, so the
 reported accuracy is slightly optimistic.

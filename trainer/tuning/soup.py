@@ -3,7 +3,7 @@
 Models tuned onward from one starting point (``tune-encoder`` run again on its own output,
 or twice from one model with other seeds) end in the same basin of the loss; the mean of
 their weights lies inside it, and scores better in noise than either (Wortsman et al.,
-"Model soups", 2022; measured on banking: README, "Model soups"). Unlike an ensemble the
+"Model soups", 2022; measured on banking: docs/results.md). Unlike an ensemble the
 soup costs what one model costs to run. Models trained apart (two ``fit`` runs) share no
 basin and their mean is noise: the soup is measured on the held-out split next to its
 members and refused when it is worse than the best of them.

@@ -82,7 +82,7 @@ class TuneOptions:
     crowd_beds: int = 64
     crowd_bed_s: float = 30.0
     # Voices of the training crowd pool the beds are mixed from (synth's noise uses 16);
-    # 64 measured no better on unseen babble talkers (README, "Crowd beds").
+    # 64 measured no better on unseen babble talkers (docs/results.md).
     crowd_talkers: int = 16
 
     def validate(self, n_layers: int | None = None) -> None:
