@@ -14,9 +14,9 @@ import pytest
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.output.events import REJECT_LABEL
 from intentd.trainer.synthesis import tts_flite
+from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth import SynthOptions, synthesize
 from intentd.trainer.synthesis.synth_plan import plan
-from intentd.trainer.synthesis.templates import load_spec
 
 SR = 16000
 TEXT = "please check the balance of my savings account today"

@@ -13,9 +13,9 @@ import soundfile as sf
 
 from intentd.daemon.errors import ConfigError
 from intentd.trainer.synthesis import pauses
+from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth import SynthOptions, synthesize
 from intentd.trainer.synthesis.synth_plan import plan
-from intentd.trainer.synthesis.templates import load_spec
 
 SR = 16000
 

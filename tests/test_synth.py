@@ -70,7 +70,8 @@ def tiny_set(tiny_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_layout_metadata_and_audio_format(tiny_set: Path) -> None:
     train, test = _read(tiny_set, "train"), _read(tiny_set, "test")
-    assert list(train[0]) == ["file_name", "label", "text", "voice"]
+    assert list(train[0]) == ["file_name", "label", "text", "voice", "slots"]
+    assert {r["slots"] for r in train} == {"{}"}  # the tiny spec fills no slot
     # 8 per intent and 8 for the rejection class: 2 piper (train) + 6 espeak of which
     # round(6 * 0.2) = 1 test.
     assert len(train) == 4 * 7 and len(test) == 4 * 1

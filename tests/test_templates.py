@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from intentd.daemon.errors import DataError
+from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.templates import (
     count_expansions,
     expand,
-    load_spec,
     sample_expansions,
 )
 

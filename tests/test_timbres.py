@@ -11,9 +11,9 @@ import pytest
 
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import espeak_timbres, tts_espeak
+from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth import SynthOptions
 from intentd.trainer.synthesis.synth_plan import plan, split_speakers
-from intentd.trainer.synthesis.templates import load_spec
 
 SR = 16000
 TEXT = "please check the balance of my savings account today"

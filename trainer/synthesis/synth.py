@@ -1,7 +1,8 @@
 """``intentd-train synth``: render an intent spec into a voice-disjoint audio data set.
 
 Layout (Hugging Face audiofolder): ``DIR/{train,test}/*.wav`` (16 kHz mono PCM16) with
-``metadata.csv`` (``file_name,label,text,voice``), plus ``DIR/spec.json``. ``test/`` is clean
+``metadata.csv`` (``file_name,label,text,voice,slots``; ``slots``: the JSON object of the slot
+values the sentence carries), plus ``DIR/spec.json``. ``test/`` is clean
 speech, so the fit report's accuracy measures held-out voices and phrasings alone; ``noisy/``
 (same layout, ignored by audiofolder loaders) holds the same test utterances through the
 training augmentation (noise, reverb, telephone band, speed), which the fit reports next to it.
@@ -39,8 +40,9 @@ import numpy as np
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import negatives, pauses, tts_espeak, tts_flite
+from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth_plan import Job, plan, split_speakers
-from intentd.trainer.synthesis.templates import Spec, load_spec
+from intentd.trainer.synthesis.templates import Spec
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE_HZ = 16000
@@ -201,7 +203,8 @@ def _write(job: Job, split: str, x: np.ndarray, voice: str, out_dir: str) -> dic
 
     sf.write(str(Path(out_dir) / split / job.file_name), x, SAMPLE_RATE_HZ, subtype="PCM_16")
     return {"split": split, "file_name": job.file_name, "label": job.label,
-            "text": job.text, "voice": voice, "seconds": x.size / SAMPLE_RATE_HZ}
+            "text": job.text, "voice": voice, "seconds": x.size / SAMPLE_RATE_HZ,
+            "slots": json.dumps(dict(job.slots), ensure_ascii=False)}
 
 
 def _piper_voice_id() -> str:
@@ -366,13 +369,14 @@ def _write_outputs(out: Path, labels: tuple[str, ...], spec: Spec, options: Synt
                             key=lambda r: r["file_name"])
         with open(out / split / "metadata.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(["file_name", "label", "text", "voice"])
+            w.writerow(["file_name", "label", "text", "voice", "slots"])
             for r in split_rows:
-                w.writerow([r["file_name"], r["label"], r["text"], r["voice"]])
+                w.writerow([r["file_name"], r["label"], r["text"], r["voice"], r["slots"]])
     opts = asdict(options)
     opts.pop("jobs")  # does not affect the output
     opts.pop("progress")
     meta = {"labels": list(labels), "spec": str(spec.path),
+            "intent_slots": {k: list(v) for k, v in spec.intent_slots.items()},
             "sample_rate_hz": SAMPLE_RATE_HZ, "options": opts,
             "counts": {s: sum(r["split"] == s for r in rows) for s in SPLITS}}
     # Written last: its presence marks a complete data set.

@@ -8,7 +8,7 @@ with every accent, so a test voice never appears in training. The rejection clas
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from intentd.trainer.synthesis import negatives, pauses, tts_espeak, tts_flite
@@ -55,6 +55,8 @@ class Job:
     # ``pause_s`` of silence between (0: one rendering). See ``_pause``.
     pause_at: int = 0
     pause_s: float = 0.0
+    # The slot values the sentence carries, ``(name, value)`` in spoken order.
+    slots: tuple[tuple[str, str], ...] = ()
 
 
 def plan(spec: Spec, options: SynthOptions) -> list[Job]:
@@ -65,9 +67,11 @@ def plan(spec: Spec, options: SynthOptions) -> list[Job]:
     jobs: list[Job] = []
     for li, label in enumerate(spec.labels):
         rng = random.Random(f"plan:{options.seed}:{label}")
-        texts = spec.sentences(label, options.per_intent, rng)
-        jobs += _label_jobs(label, li, texts, options.per_intent, options, train_sp, test_sp,
-                            rng)
+        utts = spec.utterances(label, options.per_intent, rng)
+        slots = {u.text: tuple((s.name, s.value) for s in u.slots) for u in utts}
+        jobs += [replace(j, slots=slots.get(j.text, ()))
+                 for j in _label_jobs(label, li, [u.text for u in utts], options.per_intent,
+                                      options, train_sp, test_sp, rng)]
     n_reject = round(options.per_intent * options.reject_share)
     if n_reject >= 2:
         rng = random.Random(f"plan:{options.seed}:{negatives.REJECT_LABEL}")

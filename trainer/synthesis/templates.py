@@ -1,169 +1,88 @@
-"""Rhasspy-style sentence templates: the intent spec YAML and its expansion.
+"""Expanding Rhasspy-style templates (:mod:`.template_syntax`) into sentences and their slots.
 
-Spec file::
+A derivation of a template is what a speaker says (``spoken``), what it means (``output``:
+the spoken text with substitutions applied) and the slots its tags filled, in order. A
+template without tags expands exactly as plain text always has; with tags, sampling draws
+each tagged alternative uniformly (not by how many sentences it holds), so every value of a
+slot is spoken about equally often.
 
-    intents:
-      balance:
-        - "[please] (show | tell me) my $account balance"
-    slots:
-      account: [checking, savings, "credit card"]
-
-Syntax: ``(a | b)`` alternatives, ``[x]`` optional (same as ``(x | )``), nesting, and
-``$name`` references to a slot whose values are templates themselves. Text is joined
-literally and whitespace is normalized afterwards, so ``light[s]`` gives ``light`` and
-``lights``.
-
-Scalars are read from YAML *nodes* (raw text, not resolved types) so that a value such
-as ``on`` or ``12`` stays the string the author wrote, and every error can name the
-file and line of the offending entry.
+The intent spec (``intents:``, ``slots:``) is read by :mod:`.spec_file` into :class:`Spec`.
+Built-in slot lists (:mod:`.builtin_slots`) are there for every spec that does not define
+a list of the same name.
 """
 
 from __future__ import annotations
 
+import functools
 import random
-import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import yaml
+from intentd.trainer.synthesis import builtin_slots
+from intentd.trainer.synthesis.template_syntax import (
+    Alt,
+    Node,
+    Seq,
+    SlotRef,
+    Subst,
+    Tag,
+    TemplateError,
+    Text,
+    normalize,
+    parse,
+)
 
-from intentd.daemon.errors import DataError
+__all__ = ["EXACT_LIMIT", "Derivation", "Spec", "TemplateError", "Utterance",
+           "count_expansions", "expand", "sample_expansions"]
 
-_SLOT_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-_SPECIALS = "()[]|$"
 # Above this many derivations a template is sampled instead of enumerated.
 EXACT_LIMIT = 20000
 
 
-class TemplateError(ValueError):
-    """A template string is malformed; the spec loader adds file and line."""
-
-
-# --- AST -------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Text:
-    text: str
-
-
-@dataclass(frozen=True)
-class SlotRef:
+class SlotValue:
     name: str
+    value: str  # what is reported (the substituted text, or the tag's own value)
+    text: str  # what was spoken for it
 
 
 @dataclass(frozen=True)
-class Seq:
-    items: tuple[Node, ...]
+class Derivation:
+    spoken: str
+    output: str
+    slots: tuple[SlotValue, ...] = ()
 
 
 @dataclass(frozen=True)
-class Alt:
-    options: tuple[Seq, ...]
+class Utterance:
+    """A sentence to synthesize and the slot values it carries (normalized)."""
+
+    text: str
+    slots: tuple[SlotValue, ...] = ()
+
+    def slot_dict(self) -> dict[str, str]:
+        return {s.name: s.value for s in self.slots}
 
 
-Node = Text | SlotRef | Seq | Alt
+def _cat(a: Derivation, b: Derivation) -> Derivation:
+    return Derivation(a.spoken + b.spoken, a.output + b.output, a.slots + b.slots)
 
 
-def parse(template: str) -> Alt:
-    """Parse a template into an alternative set (a template may use top-level ``|``)."""
-    pos = 0
-
-    def parse_alt(close: str | None, open_at: int) -> tuple[Alt, int]:
-        nonlocal pos
-        options: list[Seq] = []
-        items: list[Node] = []
-        buf: list[str] = []
-
-        def flush_text() -> None:
-            if buf:
-                items.append(Text("".join(buf)))
-                buf.clear()
-
-        while pos < len(template):
-            c = template[pos]
-            if c in "([":
-                flush_text()
-                start = pos
-                pos += 1
-                inner, pos = parse_alt(")" if c == "(" else "]", start)
-                if c == "[":
-                    inner = Alt((*inner.options, Seq(())))
-                items.append(inner)
-                continue
-            if c in ")]":
-                if close is None:
-                    raise TemplateError(f"unbalanced '{c}' at column {pos + 1}")
-                if c != close:
-                    raise TemplateError(
-                        f"'{c}' at column {pos + 1} closes the group opened at column "
-                        f"{open_at + 1}; expected '{close}'"
-                    )
-                flush_text()
-                options.append(Seq(tuple(items)))
-                if all(not _has_content(o) for o in options) and len(options) == 1:
-                    raise TemplateError(f"empty group at column {open_at + 1}")
-                pos += 1
-                return Alt(tuple(options)), pos
-            if c == "|":
-                flush_text()
-                options.append(Seq(tuple(items)))
-                items = []
-                pos += 1
-                continue
-            if c == "$":
-                m = _SLOT_RE.match(template, pos)
-                if not m:
-                    raise TemplateError(f"'$' at column {pos + 1} is not followed by a slot name")
-                flush_text()
-                items.append(SlotRef(m.group(1)))
-                pos = m.end()
-                continue
-            buf.append(c)
-            pos += 1
-        if close is not None:
-            raise TemplateError(f"unbalanced '{'(' if close == ')' else '['}' at column "
-                                f"{open_at + 1} is never closed")
-        flush_text()
-        options.append(Seq(tuple(items)))
-        return Alt(tuple(options)), pos
-
-    alt, _ = parse_alt(None, 0)
-    return alt
+def _alt_of(values: tuple[str, ...] | list[str]) -> Alt:
+    return Alt(tuple(o for v in values for o in parse(v).options))
 
 
-def _has_content(seq: Seq) -> bool:
-    return any(not isinstance(i, Text) or i.text.strip() for i in seq.items)
-
-
-def slot_refs(node: Node) -> set[str]:
-    """Names of all slots referenced anywhere in ``node``."""
-    if isinstance(node, SlotRef):
-        return {node.name}
-    if isinstance(node, Seq):
-        return set().union(*(slot_refs(i) for i in node.items)) if node.items else set()
-    if isinstance(node, Alt):
-        return set().union(*(slot_refs(o) for o in node.options))
-    return set()
-
-
-def normalize(text: str) -> str:
-    return " ".join(text.split())
-
-
-# --- expansion -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _builtin_alts() -> dict[str, Alt]:
+    return {name: _alt_of(values) for name, values in builtin_slots.lists().items()}
 
 
 class _Grammar:
-    """Parsed slots with memoized counts; slot values are alternatives of one Alt."""
+    """Parsed slot lists with memoized counts; a list's values are the options of one Alt."""
 
     def __init__(self, slots: dict[str, list[str]] | dict[str, tuple[str, ...]]) -> None:
-        self.slots: dict[str, Alt] = {}
+        self.slots: dict[str, Alt] = dict(_builtin_alts())
         for name, values in slots.items():
-            opts: list[Seq] = []
-            for v in values:
-                opts.extend(parse(v).options)
-            self.slots[name] = Alt(tuple(opts))
+            self.slots[name] = _alt_of(values)
         self._count: dict[int, int] = {}
         self._active: set[str] = set()
 
@@ -184,6 +103,8 @@ class _Grammar:
                 return self.count(alt)
             finally:
                 self._active.discard(node.name)
+        if isinstance(node, Subst | Tag):
+            return self.count(node.node)
         key = id(node)
         if key in self._count:
             return self._count[key]
@@ -196,38 +117,84 @@ class _Grammar:
         self._count[key] = n
         return n
 
-    def expand(self, node: Node) -> list[str]:
+    def derive(self, node: Node) -> list[Derivation]:
+        """Every derivation of ``node``."""
         if isinstance(node, Text):
-            return [node.text]
+            return [Derivation(node.text, node.text)]
         if isinstance(node, SlotRef):
             alt = self.resolve(node.name)
             self._active.add(node.name)
             try:
-                return self.expand(alt)
+                return self.derive(alt)
             finally:
                 self._active.discard(node.name)
+        if isinstance(node, Subst):
+            return [Derivation(d.spoken, node.value, d.slots) for d in self.derive(node.node)]
+        if isinstance(node, Tag):
+            return [self._tagged(node, d) for d in self.derive(node.node)]
         if isinstance(node, Alt):
-            out: list[str] = []
-            for o in node.options:
-                out.extend(self.expand(o))
-            return out
-        parts = [""]
+            return [d for o in node.options for d in self.derive(o)]
+        parts = [Derivation("", "")]
         for item in node.items:
-            sub = self.expand(item)
-            parts = [p + s for p in parts for s in sub]
+            sub = self.derive(item)
+            parts = [_cat(p, s) for p in parts for s in sub]
         return parts
 
-    def sample(self, node: Node, rng: random.Random) -> str:
-        """One derivation, uniform over all derivations (alternatives weighted by size)."""
+    @staticmethod
+    def _tagged(tag: Tag, d: Derivation) -> Derivation:
+        value = normalize(d.output) if tag.value is None else tag.value
+        return Derivation(d.spoken, d.output,
+                          (*d.slots, SlotValue(tag.name, value, normalize(d.spoken))))
+
+    def sample(self, node: Node, rng: random.Random, uniform: bool = False) -> Derivation:
+        """One derivation: uniform over all derivations, except that the alternatives right
+        under a tag are drawn uniformly (``uniform``), which balances slot values."""
         if isinstance(node, Text):
-            return node.text
+            return Derivation(node.text, node.text)
         if isinstance(node, SlotRef):
-            return self.sample(self.resolve(node.name), rng)
+            return self.sample(self.resolve(node.name), rng, uniform)
+        if isinstance(node, Subst):
+            d = self.sample(node.node, rng, uniform)
+            return Derivation(d.spoken, node.value, d.slots)
+        if isinstance(node, Tag):
+            return self._tagged(node, self.sample(node.node, rng, uniform=True))
         if isinstance(node, Seq):
-            return "".join(self.sample(i, rng) for i in node.items)
-        weights = [self.count(o) for o in node.options]
-        pick = rng.choices(node.options, weights=weights, k=1)[0]
+            out = Derivation("", "")
+            for i in node.items:
+                out = _cat(out, self.sample(i, rng))
+            return out
+        if uniform:
+            pick = node.options[rng.randrange(len(node.options))]
+        else:
+            weights = [self.count(o) for o in node.options]
+            pick = rng.choices(node.options, weights=weights, k=1)[0]
         return self.sample(pick, rng)
+
+    def filled(self, node: Node) -> set[str]:
+        """Slots ``node`` can fill: its own tags and those inside the slot lists it uses."""
+        seen: set[str] = set()
+
+        def walk(n: Node) -> set[str]:
+            if isinstance(n, SlotRef):
+                if n.name in seen:
+                    return set()
+                seen.add(n.name)
+                return walk(self.resolve(n.name))
+            if isinstance(n, Tag):
+                return {n.name} | walk(n.node)
+            if isinstance(n, Subst):
+                return walk(n.node)
+            if isinstance(n, Seq):
+                return set().union(*(walk(i) for i in n.items)) if n.items else set()
+            if isinstance(n, Alt):
+                return set().union(*(walk(o) for o in n.options))
+            return set()
+
+        return walk(node)
+
+
+def _finish(d: Derivation) -> Utterance:
+    return Utterance(normalize(d.spoken), d.slots)
 
 
 def count_expansions(template: str, slots: dict[str, list[str]]) -> int:
@@ -236,9 +203,20 @@ def count_expansions(template: str, slots: dict[str, list[str]]) -> int:
 
 
 def expand(template: str, slots: dict[str, list[str]]) -> list[str]:
-    """Every sentence of ``template``: whitespace-normalized, deduplicated, sorted."""
+    """Every spoken sentence of ``template``: whitespace-normalized, deduplicated, sorted."""
     g = _Grammar(slots)
-    return sorted({normalize(s) for s in g.expand(parse(template))} - {""})
+    return sorted({normalize(d.spoken) for d in g.derive(parse(template))} - {""})
+
+
+def expand_utterances(template: str, slots: dict[str, list[str]]) -> list[Utterance]:
+    """Every derivation of ``template`` with its slot values, one per spoken sentence
+    (the first derivation of a sentence wins), sorted by text."""
+    out: dict[str, Utterance] = {}
+    for d in _Grammar(slots).derive(parse(template)):
+        u = _finish(d)
+        if u.text:
+            out.setdefault(u.text, u)
+    return [out[k] for k in sorted(out)]
 
 
 def sample_expansions(
@@ -252,11 +230,11 @@ def sample_expansions(
     g = _Grammar(slots)
     root = parse(template)
     if g.count(root) <= EXACT_LIMIT:
-        pool = sorted({normalize(s) for s in g.expand(root)} - {""})
+        pool = sorted({normalize(d.spoken) for d in g.derive(root)} - {""})
         return sorted(pool) if len(pool) <= n else sorted(rng.sample(pool, n))
     found: set[str] = set()
     for _ in range(20 * n):
-        s = normalize(g.sample(root, rng))
+        s = normalize(g.sample(root, rng).spoken)
         if s:
             found.add(s)
         if len(found) >= n:
@@ -264,7 +242,16 @@ def sample_expansions(
     return sorted(found)
 
 
-# --- spec file -------------------------------------------------------------------------
+def sample_utterances(g: _Grammar, root: Node, n: int, rng: random.Random) -> list[Utterance]:
+    """Up to ``n`` distinct sentences with slots, drawn with balanced slot values."""
+    found: dict[str, Utterance] = {}
+    for _ in range(20 * n):
+        u = _finish(g.sample(root, rng))
+        if u.text:
+            found.setdefault(u.text, u)
+        if len(found) >= n:
+            break
+    return [found[k] for k in sorted(found)]
 
 
 @dataclass(frozen=True)
@@ -272,10 +259,15 @@ class Spec:
     path: str
     intents: dict[str, tuple[str, ...]]
     slots: dict[str, tuple[str, ...]]
+    # intent -> the slots its templates can fill (sorted); filled in by the spec loader
+    intent_slots: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(self.intents)
+
+    def _grammar(self) -> _Grammar:
+        return _Grammar({k: list(v) for k, v in self.slots.items()})
 
     def sentences(self, intent: str, n: int, rng: random.Random) -> list[str]:
         """Up to ``n`` distinct sentences of one intent, spread evenly over its templates."""
@@ -283,120 +275,40 @@ class Spec:
         templates = self.intents[intent]
         per = max(1, -(-n // len(templates)))
         pools = [sample_expansions(t, slots, per * 2, rng) for t in templates]
-        for p in pools:
-            rng.shuffle(p)
-        out: list[str] = []
-        seen: set[str] = set()
-        idx = [0] * len(pools)
-        order = list(range(len(pools)))
-        while len(out) < n:
-            progressed = False
-            rng.shuffle(order)
-            for t in order:
-                while idx[t] < len(pools[t]) and pools[t][idx[t]] in seen:
-                    idx[t] += 1
-                if idx[t] < len(pools[t]) and len(out) < n:
-                    s = pools[t][idx[t]]
-                    seen.add(s)
-                    out.append(s)
-                    progressed = True
-            if not progressed:
-                break
-        return out
+        return [u.text for u in _interleave([[Utterance(s) for s in p] for p in pools], n,
+                                            rng)]
+
+    def utterances(self, intent: str, n: int, rng: random.Random) -> list[Utterance]:
+        """Like :meth:`sentences`, with each sentence's slot values. An intent without
+        tags gives exactly :meth:`sentences` (and draws the same random numbers)."""
+        g = self._grammar()
+        roots = [parse(t) for t in self.intents[intent]]
+        if not any(g.filled(r) for r in roots):
+            return [Utterance(s) for s in self.sentences(intent, n, rng)]
+        per = max(1, -(-n // len(roots)))
+        pools = [sample_utterances(g, r, per * 2, rng) for r in roots]
+        return _interleave(pools, n, rng)
 
 
-def _scalar(node: yaml.Node, path: str, what: str) -> str:
-    line = node.start_mark.line + 1
-    if not isinstance(node, yaml.ScalarNode):
-        raise DataError(f"{path}:{line}: {what} must be a string, got a YAML "
-                        f"{'list' if isinstance(node, yaml.SequenceNode) else 'mapping'}")
-    value = str(node.value)
-    if not value.strip():
-        raise DataError(f"{path}:{line}: {what} is empty; write a phrase or remove the entry")
-    return value
-
-
-def _string_list(node: yaml.Node, path: str, what: str) -> list[tuple[str, int]]:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.ScalarNode) and node.value.strip():
-        return [(_scalar(node, path, what), line)]
-    if not isinstance(node, yaml.SequenceNode) or not node.value:
-        raise DataError(f"{path}:{line}: {what} needs a non-empty list of strings")
-    return [(_scalar(item, path, f"an entry of {what}"), item.start_mark.line + 1)
-            for item in node.value]
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec YAML; every problem is a one-line DataError with file:line."""
-    p = str(path)
-    try:
-        text = Path(p).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read intent spec: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else p
-        msg = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DataError(f"{where}: invalid YAML: {msg}") from None
-    if not isinstance(root, yaml.MappingNode):
-        raise DataError(f"{p}: an intent spec must be a mapping with keys 'intents' and 'slots'")
-    sections: dict[str, yaml.Node] = {}
-    for k, v in root.value:
-        key = str(k.value)
-        if key not in ("intents", "slots"):
-            raise DataError(f"{p}:{k.start_mark.line + 1}: unknown top-level key '{key}'; "
-                            "allowed: intents, slots")
-        sections[key] = v
-    if "intents" not in sections:
-        raise DataError(f"{p}: missing top-level key 'intents' (intent name -> templates)")
-
-    slots: dict[str, tuple[str, ...]] = {}
-    slot_lines: dict[str, list[tuple[str, int]]] = {}
-    snode = sections.get("slots")
-    if snode is not None and not (isinstance(snode, yaml.ScalarNode) and snode.value == ""):
-        if not isinstance(snode, yaml.MappingNode):
-            raise DataError(f"{p}:{snode.start_mark.line + 1}: 'slots' must be a mapping "
-                            "of slot name -> list of values")
-        for k, v in snode.value:
-            name = str(k.value)
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise DataError(f"{p}:{k.start_mark.line + 1}: slot name '{name}' must be "
-                                "letters, digits and '_'")
-            slot_lines[name] = _string_list(v, p, f"slot '{name}'")
-            slots[name] = tuple(s for s, _ in slot_lines[name])
-
-    inode = sections["intents"]
-    if not isinstance(inode, yaml.MappingNode) or not inode.value:
-        raise DataError(f"{p}:{inode.start_mark.line + 1}: 'intents' must be a non-empty "
-                        "mapping of intent name -> list of templates")
-    intents: dict[str, tuple[str, ...]] = {}
-    intent_lines: dict[str, list[tuple[str, int]]] = {}
-    for k, v in inode.value:
-        name = str(k.value)
-        if name in intents:
-            raise DataError(f"{p}:{k.start_mark.line + 1}: intent '{name}' is defined twice")
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-            raise DataError(f"{p}:{k.start_mark.line + 1}: intent name '{name}' must be "
-                            "letters, digits, '_', '-' or '.'")
-        if isinstance(v, yaml.ScalarNode) and v.value == "":
-            raise DataError(f"{p}:{k.start_mark.line + 1}: intent '{name}' has no templates")
-        intent_lines[name] = _string_list(v, p, f"intent '{name}'")
-        intents[name] = tuple(s for s, _ in intent_lines[name])
-
-    entries = [(f"slot '{n}'", e) for n, es in slot_lines.items() for e in es]
-    entries += [(f"intent '{n}'", e) for n, es in intent_lines.items() for e in es]
-    parsed: list[tuple[str, str, int, Alt]] = []
-    for owner, (tmpl, line) in entries:
-        try:
-            parsed.append((owner, tmpl, line, parse(tmpl)))
-        except TemplateError as exc:
-            raise DataError(f"{p}:{line}: {exc} in {owner} template {tmpl!r}") from None
-    grammar = _Grammar({k: list(v) for k, v in slots.items()})
-    for owner, tmpl, line, node in parsed:
-        try:
-            grammar.count(node)
-        except TemplateError as exc:
-            raise DataError(f"{p}:{line}: {exc} in {owner} template {tmpl!r}") from None
-    return Spec(path=p, intents=intents, slots=slots)
+def _interleave(pools: list[list[Utterance]], n: int, rng: random.Random) -> list[Utterance]:
+    """Round-robin over shuffled per-template pools, skipping sentences already taken."""
+    for p in pools:
+        rng.shuffle(p)
+    out: list[Utterance] = []
+    seen: set[str] = set()
+    idx = [0] * len(pools)
+    order = list(range(len(pools)))
+    while len(out) < n:
+        progressed = False
+        rng.shuffle(order)
+        for t in order:
+            while idx[t] < len(pools[t]) and pools[t][idx[t]].text in seen:
+                idx[t] += 1
+            if idx[t] < len(pools[t]) and len(out) < n:
+                u = pools[t][idx[t]]
+                seen.add(u.text)
+                out.append(u)
+                progressed = True
+        if not progressed:
+            break
+    return out
