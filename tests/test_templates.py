@@ -107,10 +107,10 @@ def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
         load_spec(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("name", ["banking", "home", "coffee"])
+@pytest.mark.parametrize("name", ["banking", "home", "coffee", "coffee_maker"])
 def test_example_specs_load(name: str) -> None:
     spec = load_spec(EXAMPLES / f"{name}.yaml")
-    minimum = {"banking": 15, "home": 3, "coffee": 3}[name]
+    minimum = {"banking": 15, "home": 3, "coffee": 3, "coffee_maker": 80}[name]
     assert all(len(t) >= minimum for t in spec.intents.values())
     for label in spec.labels:
         assert len(spec.sentences(label, 20, random.Random(0))) == 20
@@ -131,3 +131,20 @@ def test_coffee_has_one_intent_per_drink() -> None:
         "americano", "cappuccino", "coffee", "drip_coffee", "espresso", "house_coffee",
         "iced_coffee", "iced_mocha", "latte", "mocha",
     }
+
+
+def test_home_and_coffee_maker_report_slots() -> None:
+    home = load_spec(EXAMPLES / "home.yaml")
+    assert home.intent_slots["set_brightness"] == ("level", "room")
+    assert home.intent_slots["set_timer"] == ("seconds",)
+    assert home.intent_slots["set_temperature"] == ("room", "temperature")
+    maker = load_spec(EXAMPLES / "coffee_maker.yaml")
+    assert maker.labels == ("orderDrink",)
+    assert maker.intent_slots["orderDrink"] == (
+        "coffeeDrink", "milkAmount", "numberOfShots", "roast", "size", "sugarAmount")
+    utts = maker.utterances("orderDrink", 200, random.Random(1))
+    assert len(utts) == 200
+    for u in utts:  # every value is one of its list's phrases, and it is what was said
+        assert "coffeeDrink" in u.slot_dict()
+        for s in u.slots:
+            assert s.value in maker.slots[s.name] and s.text == s.value and s.text in u.text
