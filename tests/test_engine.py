@@ -312,3 +312,31 @@ def test_windows_reach_the_model_only_when_something_uses_them() -> None:
         assert sup.run() == 0
         assert (backend.windows > 0) == expect_windows, overrides
         assert [e.windows for e in sink.verdicts()] == [3, 3]  # windows cut, either way
+
+
+def test_reload_takes_new_vad_settings_between_utterances() -> None:
+    live = FedSource("live")
+    cfg = cfg_for("live")
+    sup, sink = make(cfg, {"live": live}, [Backend(), Backend()])
+    runner = threading.Thread(target=lambda: setattr(runner, "code", sup.run()))
+    runner.start()
+    assert sup.ready.wait(10)
+    stage = sup.engine.streams()["live"]  # type: ignore[union-attr]
+    before = stage.segmenter
+    sup.reload(replace(cfg, model=replace(cfg.model, threshold=0.6)), reload_model=False)
+    two_bursts = np.concatenate([np.zeros(SR // 2, np.float32), harmonic(SR),
+                                 np.zeros(SR, np.float32), speech_then_silence(1.0, 2.0)])
+    live.feed(two_bursts)  # 1 s apart: one utterance under the 1.3 s hangover
+    wait_until(lambda: len(sink.verdicts()) == 1)
+    assert stage.segmenter is before  # same VAD settings: the segmenter (noise floor) stays
+    sup.reload(replace(cfg, vad=replace(cfg.vad, min_silence_ms=500)), reload_model=False)
+    live.feed(two_bursts)
+    wait_until(lambda: len(sink.verdicts()) == 3)  # now two
+    assert stage.segmenter is not before
+    ids = [e.utterance_id for e in sink.verdicts()]
+    assert ids == [0, 1, 2]  # utterance ids go on across the new segmenter
+    starts = [e.start_s for e in sink.verdicts()]
+    assert starts == sorted(starts) and starts[1] > 5.0  # stream time goes on too
+    live.close()
+    runner.join(5)
+    assert runner.code == 0  # type: ignore[attr-defined]

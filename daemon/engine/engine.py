@@ -22,7 +22,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +57,6 @@ class Engine:
         self._streams: dict[str, StreamStage] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._done: dict[str, StreamEnded] = {}  # streams whose last item the worker handled
-        self._listeners: list[Callable[[StreamEnded], None]] = []
         self.worker = Worker(backend, settings.worker, router, self._work,
                              model_name=model_name, on_stream_ended=self._stream_ended)
         self._worker_thread = threading.Thread(target=self._run_worker, name="intentd-worker",
@@ -98,9 +96,6 @@ class Engine:
             stage = self._streams.get(name)
         if stage is not None:
             stage.request_stop()
-
-    def on_stream_ended(self, listener: Callable[[StreamEnded], None]) -> None:
-        self._listeners.append(listener)
 
     def wait_streams(self, names: list[str] | None = None, timeout_s: float | None = None,
                      stop: threading.Event | None = None) -> bool:
@@ -197,5 +192,3 @@ class Engine:
         with self._lock:
             self._done[item.stream] = item
             self._lock.notify_all()
-        for listener in self._listeners:
-            listener(item)

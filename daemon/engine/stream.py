@@ -178,6 +178,9 @@ class StreamStage:
             new, self._pending = self._pending, None
         if new is None:
             return
+        if new.vad == self._settings.vad:  # the segmenter (and its noise floor) stays
+            self._settings = new
+            return
         samples = self.segmenter.samples_seen
         self._pause_cuts += self.segmenter.pause_cuts
         self._pause_cut_samples += self.segmenter.pause_cut_samples
