@@ -52,6 +52,8 @@ class Example:
     path: Path | None = None
     data: bytes | None = None
     voice: str = ""
+    # The slot values the utterance carries (synth's ``slots`` column): name -> value.
+    slots: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,9 +167,26 @@ def _read_metadata(csv_path: Path, split: str) -> list[Example]:
                 where=f"{csv_path}:{line}: {audio}",
                 path=audio,
                 voice=(row.get("voice") or "").strip(),
+                slots=_slots(csv_path, line, row.get("slots") or ""),
             )
         )
     return out
+
+
+def _slots(csv_path: Path, line: int, text: str) -> tuple[tuple[str, str], ...]:
+    """The ``slots`` column: a JSON object of slot name -> value (empty: none)."""
+    if not text.strip():
+        return ()
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise DataError(f"{csv_path}:{line}: slots {text!r} is not JSON ({err.args[0]}); "
+                        'write an object such as {"room": "kitchen"}') from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in value.items()):
+        raise DataError(f"{csv_path}:{line}: slots {text!r} must be a JSON object of "
+                        'strings, such as {"room": "kitchen"}')
+    return tuple(sorted(value.items()))
 
 
 def _spec_labels(spec_path: Path) -> list[str] | None:
