@@ -1,9 +1,13 @@
-"""Score intent events (JSON lines) against a truth CSV (``start_s,end_s,intent[,text]``).
+"""Score intent events (JSON lines) against a truth CSV
+(``start_s,end_s,intent[,text][,slots]``).
 
 Matching is overlap-based and one-to-one: every (truth span, event) pair that overlaps in
 time is a candidate, pairs are taken greedily by decreasing overlap, and each truth span and
 each event is used at most once. A truth span without an event is a miss (counts as wrong);
-an event without a truth span is a false accept.
+an event without a truth span is a false accept. A truth with a ``slots`` column (JSON
+objects, as ``intentd-train democall`` writes for specs with slots) is also scored as the
+Picovoice benchmark scores commands: right only when the intent and the whole set of slot
+values are exact (``command_acceptance``).
 
 Usage: ``python -m intentd.daemon.score EVENTS.jsonl TRUTH.csv`` prints a summary as one
 JSON object.
@@ -26,6 +30,7 @@ class Span:
     start_s: float
     end_s: float
     intent: str
+    slots: dict[str, str] | None = None  # None: the truth has no slots column
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,15 @@ class Match:
     def correct(self) -> bool:
         return self.event.get("type") == "intent" and self.event.get("intent") == self.truth.intent
 
+    @property
+    def command_correct(self) -> bool:
+        """The intent right and every slot value exact, none missing or extra."""
+        heard = self.event.get("slots")
+        said = ({k: str(v.get("value", "")).strip() for k, v in heard.items()}
+                if isinstance(heard, dict) else {})
+        truth = {k: v.strip() for k, v in (self.truth.slots or {}).items()}
+        return self.correct and said == truth
+
 
 def read_truth(path: Path) -> list[Span]:
     try:
@@ -47,12 +61,25 @@ def read_truth(path: Path) -> list[Span]:
     spans = []
     for line, row in enumerate(rows, start=2):
         try:
-            spans.append(Span(float(row["start_s"]), float(row["end_s"]), row["intent"]))
+            slots = _slots(path, line, row["slots"]) if "slots" in row else None
+            spans.append(Span(float(row["start_s"]), float(row["end_s"]), row["intent"], slots))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(
                 f"{path}:{line}: expected columns start_s,end_s,intent with numeric times"
             ) from exc
     return spans
+
+
+def _slots(path: Path, line: int, text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{line}: slots is not JSON ({exc.msg}); write an object "
+                        'such as {"room": "kitchen"}') from exc
+    if not isinstance(value, dict):
+        raise DataError(f"{path}:{line}: slots must be a JSON object such as "
+                        '{"room": "kitchen"}')
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def read_events(path: Path) -> list[dict[str, object]]:
@@ -101,6 +128,8 @@ def summarize(truth: list[Span], events: list[dict[str, object]]) -> dict[str, o
     start_err = [abs(float(m.event["start_s"]) - m.truth.start_s) * 1000 for m in matches]
     end_err = [abs(float(m.event["end_s"]) - m.truth.end_s) * 1000 for m in matches]
     latency = [float(m.event["latency_ms"]) for m in matches if "latency_ms" in m.event]
+    with_slots = any(t.slots is not None for t in truth)
+    commands = sum(m.command_correct for m in matches)
     return {
         "utterances": n,
         "events": len(events),
@@ -108,6 +137,8 @@ def summarize(truth: list[Span], events: list[dict[str, object]]) -> dict[str, o
         "missed": n - len(matches),
         "false_accepts": unmatched,
         "accuracy": round(correct / n, 4) if n else None,
+        **({"command_acceptance": round(commands / n, 4) if n else None}
+           if with_slots else {}),
         "start_error_ms_max": round(max(start_err), 1) if start_err else None,
         "end_error_ms_max": round(max(end_err), 1) if end_err else None,
         "boundary_error_ms_median": (

@@ -10,6 +10,7 @@ import pytest
 from intentd.daemon.output.events import (
     IntentEvent,
     LabelScore,
+    SlotScore,
     SpeechEndEvent,
     SpeechStartEvent,
     iso_utc_ms,
@@ -52,6 +53,24 @@ def test_no_match_event_exact_line() -> None:
         '"windows": 1, "latency_ms": 5.0, "ts": "2024-05-01T12:00:03.457Z", '
         '"model": "banking"}'
     )
+
+
+def test_slot_model_event_exact_line() -> None:
+    ev = _intent(intent="set_brightness", top=(LabelScore("set_brightness", 0.912345678),),
+                 slots=(SlotScore("level", "50", 0.87654), SlotScore("room", "kitchen", 0.99)))
+    assert to_json_line(ev) == (
+        '{"v": 1, "type": "intent", "intent": "set_brightness", "score": 0.9123, '
+        '"top": [{"intent": "set_brightness", "score": 0.9123}], '
+        '"slots": {"level": {"value": "50", "score": 0.8765}, '
+        '"room": {"value": "kitchen", "score": 0.99}}, '
+        '"utterance_id": 3, "stream": "default", "start_s": 12.346, "end_s": 14.0, '
+        '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
+        '"model": "banking"}'
+    )
+    # A slot model's no_match (or an intent with no slot heard) says so with {}.
+    none = _intent(type="no_match", intent=None, top=(LabelScore("_none", 0.9),), slots=())
+    assert '"top": [{"intent": "_none", "score": 0.9}], "slots": {}, "utterance_id"' in (
+        to_json_line(none))
 
 
 def test_speech_events_exact_lines() -> None:

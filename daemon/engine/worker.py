@@ -48,6 +48,7 @@ from intentd.daemon.output.events import (
     Event,
     IntentEvent,
     LabelScore,
+    SlotScore,
     WindowEvent,
 )
 
@@ -225,7 +226,7 @@ class Worker:
                 if self.settings.window_events:
                     self._emit_window(item, probs)
             elif isinstance(item, EndItem):
-                self._finish(item, verdicts[id(item)])
+                self._finish(item, *verdicts[id(item)])
             elif isinstance(item, EventItem):
                 self._emit(item.event)
             elif isinstance(item, StreamEnded):
@@ -275,21 +276,24 @@ class Worker:
 
     # --- pass 2: verdicts -----------------------------------------------------------
 
-    def _verdicts(self, ends: list[EndItem]) -> dict[int, np.ndarray]:
-        """Probabilities per EndItem (keyed by ``id``), utterance scorers batched."""
-        out: dict[int, np.ndarray] = {}
+    def _verdicts(self, ends: list[EndItem]
+                  ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+        """(probabilities, slot probabilities or None) per EndItem (keyed by ``id``),
+        utterance scorers batched."""
+        out: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         by_backend: dict[int, list[tuple[EndItem, _Utterance]]] = {}
         for item in ends:
             utt = self._utts.get((item.stream, item.utterance_id)) or _Utterance(self.backend)
             if self.settings.verdict == "utterance" and utt.scorer is not None:
                 by_backend.setdefault(id(utt.backend), []).append((item, utt))
             else:
-                out[id(item)] = self._window_verdict(utt, len(utt.backend.labels))
+                out[id(item)] = self._window_verdict(utt, len(utt.backend.labels)), None
         for group in by_backend.values():
             backend = group[0][1].backend
-            probs = score_many(backend, [utt.scorer for _, utt in group])  # type: ignore[misc]
-            for (item, _), p in zip(group, probs, strict=True):
-                out[id(item)] = np.asarray(p, dtype=np.float64)
+            probs, slot_probs = score_many(backend,
+                                           [utt.scorer for _, utt in group])  # type: ignore[misc]
+            for i, ((item, _), p) in enumerate(zip(group, probs, strict=True)):
+                out[id(item)] = p, None if slot_probs is None else slot_probs[i]
             self.verdict_batches += 1
         return out
 
@@ -303,7 +307,8 @@ class Worker:
                         rule)
         return np.full(n_labels, 1.0 / max(1, n_labels))
 
-    def _finish(self, item: EndItem, probs: np.ndarray) -> None:
+    def _finish(self, item: EndItem, probs: np.ndarray,
+                slot_probs: np.ndarray | None = None) -> None:
         utt = self._utts.pop((item.stream, item.utterance_id), None) or _Utterance(self.backend)
         labels = tuple(utt.backend.labels)
         top = top_k(probs, labels, self.settings.top_k)
@@ -324,6 +329,7 @@ class Worker:
             latency_ms=latency_ms,
             ts=self._wall_clock(),
             model=utt.backend.name if utt.backend is not self.backend else self.model_name,
+            slots=_slots(utt.backend, best.intent if matched else None, slot_probs),
         )
         self.utterances += 1
         self._latencies.append(latency_ms)
@@ -363,6 +369,18 @@ class Worker:
             "latency_ms_median": round(statistics.median(lat), 1) if lat else None,
             "latency_ms_max": round(max(lat), 1) if lat else None,
         }
+
+
+def _slots(backend: ModelBackend, intent: str | None, slot_probs: np.ndarray | None
+           ) -> tuple[SlotScore, ...] | None:
+    """The event's slots: None for a model without slot heads; the slots ``intent`` can
+    take that were heard otherwise (none for a no_match, or under a window verdict)."""
+    space = getattr(backend, "slot_space", None)
+    if space is None:
+        return None
+    if slot_probs is None:
+        return ()
+    return tuple(SlotScore(f.name, f.value, f.score) for f in space.decode(intent, slot_probs))
 
 
 def event_kind(event: Event) -> str:

@@ -37,14 +37,21 @@ class ModelBackend(Protocol):
         """A fresh scorer for one utterance (the ``utterance`` verdict rule)."""
 
 
-def score_many(backend: ModelBackend, scorers: Sequence[UtteranceScorer]) -> np.ndarray:
-    """Probabilities ``[n, n_labels]`` for several finished utterances of ``backend``.
+def score_many(backend: ModelBackend, scorers: Sequence[UtteranceScorer]
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities ``[n, n_labels]`` for several finished utterances of ``backend``, and
+    for a model with slot heads their probabilities ``[n, slot_space.width]`` (else None).
 
     A backend that can do them together (one head call for all, see the compact backend)
-    offers ``score_many``; any other is asked one scorer at a time. Either way each row is
-    what that utterance scores alone.
+    offers ``score_many`` (returning the probabilities, or both arrays); any other is asked
+    one scorer at a time. Either way each row is what that utterance scores alone.
     """
     many = getattr(backend, "score_many", None)
     if many is not None:
-        return np.asarray(many(scorers), dtype=np.float64)
-    return np.stack([np.asarray(s.result(), dtype=np.float64) for s in scorers])
+        got = many(scorers)
+        if isinstance(got, tuple):
+            probs, slot_probs = got
+            return (np.asarray(probs, dtype=np.float64),
+                    None if slot_probs is None else np.asarray(slot_probs, dtype=np.float64))
+        return np.asarray(got, dtype=np.float64), None
+    return np.stack([np.asarray(s.result(), dtype=np.float64) for s in scorers]), None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,10 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
 )
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 
 from intentd.daemon.model import compact_layers as layers
-from intentd.daemon.model import embedding, frontends
+from intentd.daemon.model import embedding, frontends, slots
 from intentd.daemon.model.compact_features import CompactFeatureExtractor
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class CompactConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         frontend: str = frontends.SPEECH_EMBEDDING,
         frontend_weights: str | None = None,
+        slot_values: dict[str, list[str]] | None = None,
+        intent_slots: dict[str, list[str]] | None = None,
+        slot_loss_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
         frontends.check(frontend)
@@ -140,6 +144,14 @@ class CompactConfig(PretrainedConfig):
         # A tuned copy of the front-end's weights inside the model dir (intentd-train
         # tune-encoder); None: the stock front-end.
         self.frontend_weights = frontend_weights
+        # Slot heads (intentd.daemon.model.slots): slot -> values in class order, and the
+        # slots each intent can take; None: an intent-only model.
+        slots.SlotSpace.from_config(slot_values, intent_slots)  # validates
+        self.slot_values = ({k: list(v) for k, v in slot_values.items()}
+                            if slot_values else None)
+        self.intent_slots = ({k: list(v) for k, v in (intent_slots or {}).items()}
+                             if slot_values else None)
+        self.slot_loss_weight = float(slot_loss_weight)
         super().__init__(**kwargs)
         # transformers 5 no longer derives label2id from id2label.
         if self.id2label and not getattr(self, "label2id", None):
@@ -195,6 +207,12 @@ class CompactForAudioClassification(CompactPreTrainedModel):
             pooled = h
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(pooled, config.num_labels)
+        self.slot_space = slots.SlotSpace.from_config(config.slot_values, config.intent_slots)
+        self.slot_heads: layers.SlotHeads | None = None
+        if self.slot_space is not None:
+            frames = h * len(config.kernel_sizes) if config.head_type == "keyword_cnn" else h
+            self.slot_heads = layers.SlotHeads(frames, self.slot_space.sizes,
+                                               dropout=config.dropout)
         self.post_init()
 
     def _augment(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -219,11 +237,13 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        slot_labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
+    ) -> SequenceClassifierOutput | IntentSlotOutput | tuple[torch.Tensor, ...]:
         """``input_values`` [B, T, 96] embeddings (from ``CompactFeatureExtractor``),
-        ``attention_mask`` [B, T] (1 = real frame), ``labels`` [B] class ids."""
+        ``attention_mask`` [B, T] (1 = real frame), ``labels`` [B] class ids,
+        ``slot_labels`` [B, slots] each slot head's class (0: absent)."""
         if input_values.dim() != 3 or input_values.shape[-1] != self.config.embedding_dim:
             raise ValueError(
                 f"input_values must be [batch, frames, {self.config.embedding_dim}] speech "
@@ -248,7 +268,17 @@ class CompactForAudioClassification(CompactPreTrainedModel):
         h = self.projection(x) * mask.unsqueeze(-1)
         for block in self.blocks:
             h = block(h, mask)
-        logits = self.classifier(self.dropout(self.pool(h, mask)))
+        slot_logits = None
+        if isinstance(self.pool, layers.KeywordConvPool):
+            ys, valid = self.pool.detectors(h, mask)
+            logits = self.classifier(self.dropout(self.pool.pool(ys, valid)))
+            if self.slot_heads is not None:
+                frames = torch.cat(ys, dim=1).transpose(1, 2)
+                slot_logits = self.slot_heads(frames, valid.squeeze(1))
+        else:
+            logits = self.classifier(self.dropout(self.pool(h, mask)))
+            if self.slot_heads is not None:
+                slot_logits = self.slot_heads(h, mask)
 
         loss = None
         if labels is not None:
@@ -257,9 +287,39 @@ class CompactForAudioClassification(CompactPreTrainedModel):
                 labels.to(logits.device).long().view(-1),
                 label_smoothing=self.config.label_smoothing,
             )
+            if slot_logits is not None and slot_labels is not None:
+                loss = loss + self.config.slot_loss_weight * self._slot_loss(slot_logits,
+                                                                             slot_labels)
+        if slot_logits is None:
+            if return_dict is False:
+                return (logits,) if loss is None else (loss, logits)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
         if return_dict is False:
-            return (logits,) if loss is None else (loss, logits)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+            out = (logits, slot_logits)
+            return out if loss is None else (loss, *out)
+        return IntentSlotOutput(loss=loss, logits=logits, slot_logits=slot_logits)
+
+    def _slot_loss(self, slot_logits: torch.Tensor, slot_labels: torch.Tensor) -> torch.Tensor:
+        """Mean over slots of each head's cross-entropy (label -100: not scored)."""
+        assert self.slot_space is not None
+        target = slot_labels.to(slot_logits.device).long()
+        losses, start = [], 0
+        for i, size in enumerate(self.slot_space.sizes):
+            losses.append(nn.functional.cross_entropy(
+                slot_logits[:, start : start + size].float(), target[:, i],
+                label_smoothing=self.config.label_smoothing, ignore_index=-100))
+            start += size
+        return torch.stack(losses).mean()
+
+
+@dataclass
+class IntentSlotOutput(ModelOutput):
+    """The intent logits, as for any audio classifier, and each slot head's logits
+    concatenated in slot-name order (:class:`intentd.daemon.model.slots.SlotSpace`)."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    slot_logits: torch.FloatTensor | None = None
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

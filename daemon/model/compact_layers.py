@@ -40,20 +40,27 @@ class KeywordConvPool(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_size = 2 * hidden * len(kernel_sizes)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def detectors(self, h: torch.Tensor, mask: torch.Tensor
+                  ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each convolution's output ``[B, H, T']`` and their validity ``[B, 1, T']``."""
         # h [B, T, H] with padded frames at zero (gelu(0) = 0 keeps them there): they act like
         # the convolutions' own edge padding, so valid positions see the same inputs whatever
         # the batch. The GELU lets the detectors combine non-negative-ish evidence.
         x = self.dropout(self.act(h)).transpose(1, 2)
         # Output j of a strided conv is centred on frame j * stride.
         valid = mask[:, :: self.stride].unsqueeze(1)  # [B, 1, ceil(T / stride)]
-        count = valid.sum(dim=2).to(h.dtype)
+        return [self.act(conv(x)) for conv in self.convs], valid
+
+    def pool(self, ys: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+        count = valid.sum(dim=2).to(ys[0].dtype)
         pooled = []
-        for conv in self.convs:
-            y = self.act(conv(x))  # [B, H, T]
+        for y in ys:
             pooled.append(y.masked_fill(~valid, torch.finfo(y.dtype).min).amax(dim=2))
             pooled.append((y * valid).sum(dim=2) / count)
         return torch.cat(pooled, dim=1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.pool(*self.detectors(h, mask))
 
 
 class SeparableConvBlock(nn.Module):
@@ -121,6 +128,31 @@ class AttentionPool(nn.Module):
         weights = torch.softmax(scores, dim=1)
         pooled = torch.einsum("btk,bth->bkh", weights, h)
         return self.mix(pooled.flatten(1))
+
+
+class SlotHeads(nn.Module):
+    """One classifier per slot ("absent" + its values) over frame features ``[B, T, F]``.
+
+    Bag-of-detector pooling cannot tell "a lot of milk and some sugar" from "some milk and a
+    lot of sugar"; each slot head therefore attends to its own frames (attention pooling
+    over the keyword detectors' outputs) before it classifies. A shared bottleneck keeps
+    a head at ~50k parameters.
+    """
+
+    def __init__(self, features: int, sizes: Sequence[int], hidden: int = 128,
+                 heads: int = 2, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.bottleneck = nn.Sequential(nn.Linear(features, hidden), nn.GELU())
+        self.dropout = nn.Dropout(dropout)
+        self.pools = nn.ModuleList(AttentionPool(hidden, hidden // 2, heads) for _ in sizes)
+        self.classifiers = nn.ModuleList(nn.Linear(hidden, n) for n in sizes)
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Concatenated logits ``[B, sum(sizes)]``."""
+        z = self.dropout(self.bottleneck(frames)) * mask.unsqueeze(-1)
+        return torch.cat([cls(self.dropout(pool(z, mask)))
+                          for pool, cls in zip(self.pools, self.classifiers, strict=True)],
+                         dim=1)
 
 
 def span_masks(

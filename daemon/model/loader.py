@@ -30,6 +30,7 @@ from intentd.daemon.errors import DataError
 from intentd.daemon.model import checksums, ensemble, frontends
 from intentd.daemon.model.compact import MODEL_TYPE, CompactForAudioClassification
 from intentd.daemon.model.compact import register as register_compact
+from intentd.daemon.model.slots import SlotSpace
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +129,16 @@ class CompactBackend:
                                                 frontends.SPEECH_EMBEDDING))
         self.embedding_dim = int(model.config.embedding_dim)
         self.frontend_weights = frontend_weights
+        self.slot_space: SlotSpace | None = model.slot_space
 
     def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """``[T_i, dim]`` sequences -> probabilities ``[n, n_labels]``."""
+        return self.classify_embeddings_with_slots(embeddings)[0]
+
+    def classify_embeddings_with_slots(self, embeddings: list[np.ndarray]
+                                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Intent probabilities ``[n, n_labels]`` and, for a slot model, each head's
+        probabilities ``[n, slot_space.width]`` (else None)."""
         t_max = max(e.shape[0] for e in embeddings)
         x = np.zeros((len(embeddings), t_max, self.embedding_dim), dtype=np.float32)
         mask = np.zeros((len(embeddings), t_max), dtype=np.int64)
@@ -141,7 +149,10 @@ class CompactBackend:
             out = self.model(
                 input_values=torch.from_numpy(x), attention_mask=torch.from_numpy(mask)
             )
-        return _softmax(out.logits, self.temperature)
+        slot_logits = getattr(out, "slot_logits", None)
+        slot_probs = (None if slot_logits is None or self.slot_space is None
+                      else self.slot_space.probabilities(slot_logits.float().numpy()))
+        return _softmax(out.logits, self.temperature), slot_probs
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         w = np.asarray(windows, dtype=np.float32)
@@ -153,7 +164,8 @@ class CompactBackend:
     def utterance_scorer(self) -> CompactUtteranceScorer:
         return CompactUtteranceScorer(self)
 
-    def score_many(self, scorers: Sequence[CompactUtteranceScorer]) -> np.ndarray:
+    def score_many(self, scorers: Sequence[CompactUtteranceScorer]
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """Several finished utterances at once: the encoder batches what it can
         (:func:`frontends.embed_many`), the head runs once on all (its padding is masked)."""
         if any(s.n_samples == 0 for s in scorers):
@@ -164,7 +176,7 @@ class CompactBackend:
                                         threads=self.threads, weights=self.frontend_weights)
         else:
             embs = [s.embeddings() for s in scorers]
-        return self.classify_embeddings(embs)
+        return self.classify_embeddings_with_slots(embs)
 
 
 class HFUtteranceScorer:

@@ -7,7 +7,9 @@ lives in this module only.
 Rounding rules: scores to 4 decimals, ``start_s``/``end_s`` to 3 decimals (1 ms),
 ``latency_ms`` to 0.1 ms, ``ts`` is ISO-8601 UTC with milliseconds and a ``Z`` suffix.
 A ``no_match`` event carries ``"intent": null``; its best guess is still ``top[0]``, which
-is :data:`REJECT_LABEL` when the model's rejection class won.
+is :data:`REJECT_LABEL` when the model's rejection class won. A model with slot heads adds
+``"slots"`` after ``top``: ``{name: {"value": ..., "score": ...}}`` for the slots heard
+(``{}`` when none, and always for ``no_match``); other models' events have no such key.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ class LabelScore:
 
 
 @dataclass(frozen=True)
+class SlotScore:
+    """A slot heard in the utterance: the value to report and the model's probability."""
+
+    name: str
+    value: str
+    score: float
+
+
+@dataclass(frozen=True)
 class IntentEvent:
     """The verdict for one utterance."""
 
@@ -45,6 +56,9 @@ class IntentEvent:
     latency_ms: float  # end of speech seen by the segmenter -> event emitted
     ts: float  # Unix time (seconds) at emission
     model: str
+    # Models with slot heads only (else None): the slots heard, for the reported intent
+    # (a no_match has none).
+    slots: tuple[SlotScore, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in ("intent", "no_match"):
@@ -107,12 +121,17 @@ def _secs(x: float) -> float:
 def to_dict(event: Event) -> dict[str, object]:
     """The wire object with keys in schema order."""
     if isinstance(event, IntentEvent):
-        return {
+        out: dict[str, object] = {
             "v": SCHEMA_VERSION,
             "type": event.type,
             "intent": event.intent,
             "score": _score(event.score),
             "top": [{"intent": t.intent, "score": _score(t.score)} for t in event.top],
+        }
+        if event.slots is not None:
+            out["slots"] = {s.name: {"value": s.value, "score": _score(s.score)}
+                            for s in event.slots}
+        return out | {
             "utterance_id": int(event.utterance_id),
             "stream": event.stream,
             "start_s": _secs(event.start_s),

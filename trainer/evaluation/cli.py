@@ -146,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     report_mod.write(result, out)
     u = result["utterance"]
-    print(f"intentd-eval: accuracy {u['accuracy']}, macro-F1 {u['macro_f1']} on "
+    car = ("" if "command_acceptance" not in u
+           else f", command acceptance {u['command_acceptance']}")
+    print(f"intentd-eval: accuracy {u['accuracy']}{car}, macro-F1 {u['macro_f1']} on "
           f"{u['utterances']} utterances; report in {out}", file=sys.stderr)
     return 0
 

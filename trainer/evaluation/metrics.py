@@ -88,6 +88,34 @@ def utterance_metrics(results: Sequence[StreamResult], labels: Sequence[str],
         "missed": pred.count(MISSED),
         "no_match": pred.count(NO_MATCH),
         "spurious_intents": spurious,
+        **slot_metrics(results, threshold),
+    }
+
+
+def slot_metrics(results: Sequence[StreamResult], threshold: float) -> dict[str, Any]:
+    """For truth with slots: command acceptance (intent and every slot exact, the Picovoice
+    benchmark's rule; a miss or no_match fails) and, per slot, the share of the spans that
+    say it whose event reports the same value. Empty for truth without slots."""
+    spans = [s for r in results for s in r.spans]
+    if not spans or all(s.slots is None for s in spans):
+        return {}
+    commands = 0
+    per_slot: dict[str, list[int]] = {}
+    for r in results:
+        matches, _ = match(r.spans, at_threshold(r.events, threshold))
+        for m in matches:
+            commands += m.command_correct
+            heard = m.event.get("slots") if m.event["type"] == "intent" else None
+            heard = heard if isinstance(heard, dict) else {}
+            for name, value in (m.truth.slots or {}).items():
+                got = heard.get(name, {}).get("value")
+                per_slot.setdefault(name, [0, 0])[0] += str(got or "").strip() == value.strip()
+        for span in r.spans:
+            for name in span.slots or {}:
+                per_slot.setdefault(name, [0, 0])[1] += 1
+    return {
+        "command_acceptance": round(commands / len(spans), 4),
+        "slot_accuracy": {k: round(ok / n, 4) for k, (ok, n) in sorted(per_slot.items())},
     }
 
 

@@ -34,6 +34,22 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def markdown(r: dict[str, Any]) -> str:
     s = r["settings"]
     u, seg, lat = r["utterance"], r["segmentation"], r["latency_ms"]
+    # Truth with slots adds command acceptance (intent and every slot exact) and per-slot
+    # accuracy.
+    car_h = ["command acceptance"] if "command_acceptance" in u else []
+
+    def car(row: dict[str, Any]) -> list[Any]:
+        return [row.get("command_acceptance")] if car_h else []
+
+    slot_lines = []
+    if car_h:
+        names = sorted({k for row in r["by_snr"] for k in row.get("slot_accuracy", {})})
+        slot_lines = ["## Slot accuracy by condition", "",
+                      "Share of the commands that say a slot whose event reports its value.",
+                      "",
+                      *_table(["condition", *names],
+                              [[row["condition"], *[row["slot_accuracy"].get(k) for k in names]]
+                               for row in r["by_snr"]])]
     lines = [f"# intentd-eval: {r['model']}", "",
              f"{r['streams']['utterances']} utterances in {r['streams']['count']} streams "
              f"({r['streams']['seconds']:.0f} s), labels: {', '.join(r['labels'])}; "
@@ -41,16 +57,19 @@ def markdown(r: dict[str, Any]) -> str:
              f"noise {'files' if s['noise_files'] else s['noise_kind']}, "
              f"telephone {'yes (8 kHz μ-law)' if s['telephone'] else 'no'}, seed {s['seed']}.",
              "", f"## Headline ({s['headline_condition']})", "",
-             *_table(["accuracy", "macro-F1", "missed", "no_match", "spurious intents"],
-                     [[u["accuracy"], u["macro_f1"], u["missed"], u["no_match"],
+             *_table(["accuracy", *car_h, "macro-F1", "missed", "no_match",
+                      "spurious intents"],
+                     [[u["accuracy"], *car(u), u["macro_f1"], u["missed"], u["no_match"],
                        u["spurious_intents"]]]),
+             *slot_lines,
              "## Accuracy by SNR", "",
              "SNR = 10·log10(max 20 ms frame energy of speech / of noise) (Rhino benchmark).",
              "",
-             *_table(["condition", "accuracy", "macro-F1", "missed", "seg. recall",
+             *_table(["condition", "accuracy", *car_h, "macro-F1", "missed", "seg. recall",
                       "seg. precision"],
-                     [[row["condition"], row["accuracy"], row["macro_f1"], row["missed"],
-                       row["segmentation_recall"], row["segmentation_precision"]]
+                     [[row["condition"], row["accuracy"], *car(row), row["macro_f1"],
+                       row["missed"], row["segmentation_recall"],
+                       row["segmentation_precision"]]
                       for row in r["by_snr"]]),
              "## Segmentation", "",
              *_table(["truth spans", "events", "matched", "recall", "precision"],

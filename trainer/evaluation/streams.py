@@ -28,6 +28,7 @@ class Utterance:
     audio: np.ndarray  # mono float32 at SAMPLE_RATE_HZ
     intent: str
     uid: str = ""
+    slots: dict[str, str] | None = None  # None: the data set has no slots
 
 
 @dataclass
@@ -58,6 +59,7 @@ def load_utterances(src: str, max_utterances: int | None, seed: int
     # The rejection class is what the truth spans are not: its audio belongs to the
     # false-accept streams, not among the commands.
     examples = [ex for ex in data.test if ex.label != REJECT_LABEL]
+    with_slots = any(ex.slots for ex in (*data.train, *data.test))
     random.Random(f"eval:{seed}").shuffle(examples)
     if max_utterances is not None:
         examples = examples[:max_utterances]
@@ -67,7 +69,8 @@ def load_utterances(src: str, max_utterances: int | None, seed: int
         s, e = speech_bounds(audio, SAMPLE_RATE_HZ)
         if e <= s:
             continue  # silent file: nothing a VAD could find
-        utts.append(Utterance(audio[s:e].astype(np.float32), ex.label, ex.uid))
+        utts.append(Utterance(audio[s:e].astype(np.float32), ex.label, ex.uid,
+                              dict(ex.slots) if with_slots else None))
     if not utts:
         raise DataError(f"{src}: the test split has no audible utterances")
     return utts, tuple(label for label in data.labels if label != REJECT_LABEL)
@@ -113,7 +116,7 @@ def build_stream(utts: list[Utterance], rng: random.Random, options: StreamOptio
         audio = u.audio
         if audio.size >= sr // 2 and rng.random() < options.pause_prob:
             audio = with_pause(audio, int(rng.uniform(*options.pause_s) * sr))
-        spans.append(Span(pos / sr, (pos + audio.size) / sr, u.intent))
+        spans.append(Span(pos / sr, (pos + audio.size) / sr, u.intent, u.slots))
         pieces.append(audio.astype(np.float32))
         pos += audio.size
         gap()

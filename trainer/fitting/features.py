@@ -18,6 +18,8 @@ import numpy as np
 
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.model import frontends
+from intentd.daemon.model.slots import SlotSpace
+from intentd.trainer.fitting import slots
 from intentd.trainer.fitting.data import Example, load_audio
 
 
@@ -127,16 +129,21 @@ class Prepared:
                                   return_tensors="pt", padding=True)
             out = dict(batch)
             out["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+            if "slot_labels" in items[0]:
+                out["slot_labels"] = torch.tensor(np.stack([it["slot_labels"] for it in items]),
+                                                  dtype=torch.long)
             return out
 
         return collate
 
 
 class Items:
-    """Map-style dataset of ``(x, label)``; ``transform`` (augmentation) is for training."""
+    """Map-style dataset of ``(x, label[, slot classes])``; ``transform`` (augmentation) is
+    for training."""
 
-    def __init__(self, xs: list[np.ndarray], ys: list[int], transform: Any = None) -> None:
-        self.xs, self.ys, self.transform = xs, ys, transform
+    def __init__(self, xs: list[np.ndarray], ys: list[int], transform: Any = None,
+                 slots: np.ndarray | None = None) -> None:
+        self.xs, self.ys, self.transform, self.slots = xs, ys, transform, slots
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -148,7 +155,9 @@ class Items:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         x = self.xs[i] if self.transform is None else self.transform(self.xs[i])
-        return {"x": x, "labels": self.ys[i]}
+        if self.slots is None:
+            return {"x": x, "labels": self.ys[i]}
+        return {"x": x, "labels": self.ys[i], "slot_labels": self.slots[i]}
 
 
 def _windows_of(examples: list[Any], spec: WindowSpec, desc: str
@@ -183,8 +192,10 @@ def prepare_window_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec)
 def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSpec,
                             cache_dir: Path, threads: int, seed: int,
                             augment: bool, windows: bool = True,
-                            frontend: str = frontends.SPEECH_EMBEDDING) -> Prepared:
-    """Cached utterance embeddings; with ``windows``, also those of every test window."""
+                            frontend: str = frontends.SPEECH_EMBEDDING,
+                            space: SlotSpace | None = None) -> Prepared:
+    """Cached utterance embeddings; with ``windows``, also those of every test window;
+    with ``space``, each utterance's slot classes."""
     ids = {lab: i for i, lab in enumerate(labels)}
     train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads, frontend=frontend)
     test_utt, test_win = embed_examples(dataset.test, spec if windows else None, cache_dir,
@@ -193,8 +204,10 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
     rng = np.random.default_rng(seed)
     prep = Prepared(
         train_ds=Items(train_utt, [ids[ex.label] for ex in dataset.train],
-                        EmbeddingAugment(rng) if augment else None),
-        eval_ds=Items(test_utt, test_labels.tolist()),
+                        EmbeddingAugment(rng) if augment else None,
+                        slots.targets(dataset.train, space) if space else None),
+        eval_ds=Items(test_utt, test_labels.tolist(), None,
+                      slots.targets(dataset.test, space) if space else None),
         eval_utt=np.arange(len(test_utt), dtype=np.int64), test_labels=test_labels,
         pad="embeddings",
     )
@@ -202,13 +215,18 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
         return prep
     win_xs = [w for per_utt in test_win for w in per_utt]
     win_utt = np.array([u for u, per_utt in enumerate(test_win) for _ in per_utt], np.int64)
-    return dataclasses.replace(prep, window_ds=Items(win_xs, test_labels[win_utt].tolist()),
+    # Every item carries what the model's label_names name, or the Trainer counts the loss
+    # among the predictions.
+    win_slots = None if prep.eval_ds.slots is None else prep.eval_ds.slots[win_utt]
+    return dataclasses.replace(prep, window_ds=Items(win_xs, test_labels[win_utt].tolist(),
+                                                     None, win_slots),
                                window_utt=win_utt)
 
 
 def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: WindowSpec,
                        pad: str, cache_dir: Path, threads: int,
-                       frontend: str = frontends.SPEECH_EMBEDDING
+                       frontend: str = frontends.SPEECH_EMBEDDING,
+                       space: SlotSpace | None = None
                        ) -> tuple[Items, np.ndarray, np.ndarray]:
     """(eval items, item -> utterance index, utterance labels) for an extra test split,
     in the same view as training (``pad``: "embeddings" = utterance view)."""
@@ -216,8 +234,9 @@ def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: Windo
     utt_labels = np.array([ids[ex.label] for ex in examples], dtype=np.int64)
     if pad == "embeddings":
         utts, _ = embed_examples(examples, None, cache_dir, threads, frontend=frontend)
-        return (Items(utts, utt_labels.tolist()), np.arange(len(utts), dtype=np.int64),
-                utt_labels)
+        return (Items(utts, utt_labels.tolist(), None,
+                      slots.targets(examples, space) if space else None),
+                np.arange(len(utts), dtype=np.int64), utt_labels)
     xs, index = _windows_of(examples, spec, "windows (extra test)")
     return Items(xs, utt_labels[index].tolist()), index, utt_labels
 

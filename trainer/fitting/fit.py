@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ import numpy as np
 from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model import checksums, frontends
+from intentd.daemon.model.slots import SlotSpace
 from intentd.trainer.fitting.fit_args import (
     DataArguments,
     ModelArguments,
@@ -67,8 +69,11 @@ def run_fit(args: argparse.Namespace) -> int:
     data_args, model_args, train_args = split_args(args)
     report = fit(data_args, model_args, train_args)
     win = report["window_accuracy"]
+    car = report.get("command_acceptance")
     print(f"utterance_accuracy={report['utterance_accuracy']:.4f} "
-          f"window_accuracy={'-' if win is None else f'{win:.4f}'} out={train_args.out}")
+          f"window_accuracy={'-' if win is None else f'{win:.4f}'} "
+          + ("" if car is None else f"command_acceptance={car:.4f} ")
+          + f"out={train_args.out}")
     return 0
 
 
@@ -92,13 +97,24 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         label_column=data_args.label_column, test_fraction=data_args.test_fraction,
         seed=train_args.seed, trust_remote_code=data_args.trust_remote_code,
     )
+    from intentd.trainer.fitting import slots
+
+    data_dir = Path(data_args.data)
+    space = slots.slot_space([*dataset.train, *dataset.test],
+                             data_dir / "spec.json" if data_dir.is_dir() else None)
+    if space is not None and model_args.model != "compact":
+        log.warning("the data has slots (%s) but only compact models have slot heads; "
+                    "training %s on the intents alone", ", ".join(space.names),
+                    model_args.model)
+        space = None
     import torch
     import transformers
 
     transformers.set_seed(train_args.seed)
-    log.info("%s: %d train / %d test utterances, %d labels", dataset.description,
-             len(dataset.train), len(dataset.test), len(dataset.labels))
-    model, extractor, labels = build_model(model_args, dataset.labels)
+    log.info("%s: %d train / %d test utterances, %d labels%s", dataset.description,
+             len(dataset.train), len(dataset.test), len(dataset.labels),
+             f", slots {', '.join(space.names)}" if space else "")
+    model, extractor, labels = build_model(model_args, dataset.labels, space)
     try:
         spec = WindowSpec(data_args.window_s, data_args.hop_s, extractor.sampling_rate)
     except ValueError as err:
@@ -119,7 +135,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     if view == "utterance":
         prep = prepare_utterance_view(dataset, labels, spec, out / "cache", train_args.threads,
                                       train_args.seed, train_args.augment,
-                                      windows=train_args.window_eval, frontend=frontend)
+                                      windows=train_args.window_eval, frontend=frontend,
+                                      space=space)
     else:
         prep = prepare_window_view(dataset, labels, spec)
     prepare_s = time.monotonic() - t0
@@ -139,7 +156,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
                          else train_args.weight_decay),
     }
     trainer = _make_trainer(model, extractor, prep, out, train_args, hparams, len(labels),
-                            view)
+                            view, space, dataset.test)
     t1 = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
     train_s = time.monotonic() - t1
@@ -156,6 +173,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         win_scores = _score(wins.predictions, prep.window_utt, prep.test_labels, len(labels))
         scores["window_accuracy"] = win_scores["window_accuracy"]
     utt_pred = scores.pop("utterance_predictions")
+    if space is not None:
+        scores.update(slots.score(final.predictions[1], utt_pred, dataset.test, labels, space))
     held_out = [(_logits(final.predictions), prep.test_labels[prep.eval_utt])]
     noisy: dict[str, Any] = {}
     if dataset.noisy:
@@ -163,9 +182,13 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
 
         items, index, noisy_labels = prepare_extra_eval(
             list(dataset.noisy), labels, spec, prep.pad, out / "cache", train_args.threads,
-            frontend)
-        noisy_logits = _logits(trainer.predict(items).predictions)
+            frontend, space)
+        noisy_pred = trainer.predict(items).predictions
+        noisy_logits = _logits(noisy_pred)
         noisy = _score(noisy_logits, index, noisy_labels, len(labels))
+        if space is not None:
+            noisy.update(slots.score(noisy_pred[1], noisy["utterance_predictions"],
+                                     list(dataset.noisy), labels, space))
         held_out.append((noisy_logits, noisy_labels[index]))
         log.info("noisy split: utterance accuracy %.4f (%d utterances)",
                  noisy["utterance_accuracy"], len(dataset.noisy))
@@ -203,6 +226,12 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         # Same utterances as the test split, through the training augmentation (synth data).
         "noisy_utterance_accuracy": noisy.get("utterance_accuracy"),
         "noisy_macro_f1": noisy.get("macro_f1"),
+        # Slot models: intent and every slot exact (the Picovoice benchmark's rule).
+        "slots": dict(space.values) if space else None,
+        "command_acceptance": scores.get("command_acceptance"),
+        "slot_accuracy": scores.get("slot_accuracy"),
+        "noisy_command_acceptance": noisy.get("command_acceptance"),
+        "noisy_slot_accuracy": noisy.get("slot_accuracy"),
         "num_noisy": len(dataset.noisy),
         "eval_loss": scores.get("loss"),
         "calibration": calibration or None,
@@ -218,7 +247,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "eval_history": [
             {k: v for k, v in entry.items() if k in ("epoch", "step", "eval_loss",
-                                                    "eval_utterance_accuracy")}
+                                                    "eval_utterance_accuracy",
+                                                    "eval_command_acceptance")}
             for entry in trainer.state.log_history if "eval_loss" in entry
         ],
     }
@@ -229,9 +259,10 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
 
 
 def build_model(
-    model_args: ModelArguments, labels: tuple[str, ...]
+    model_args: ModelArguments, labels: tuple[str, ...], space: SlotSpace | None = None
 ) -> tuple[Any, Any, tuple[str, ...]]:
-    """(model, feature extractor, label order) with label2id/id2label set in the config."""
+    """(model, feature extractor, label order) with label2id/id2label set in the config;
+    a compact model gets a head per slot of ``space``."""
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 
     from intentd.daemon.model import compact
@@ -254,6 +285,8 @@ def build_model(
             subtract_utterance_mean=True, frontend=model_args.frontend,
             embedding_dim=frontends.dim(model_args.frontend),
             hidden_size=model_args.head_channels,
+            slot_values={k: list(v) for k, v in space.values} if space else None,
+            intent_slots={k: list(v) for k, v in space.intent_slots} if space else None,
         )
         model = compact.CompactForAudioClassification(config)
         extractor = compact.CompactFeatureExtractor(
@@ -282,7 +315,8 @@ def build_model(
 
 
 def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: TrainArguments,
-                  hp: dict[str, Any], num_labels: int, view: str) -> Any:
+                  hp: dict[str, Any], num_labels: int, view: str,
+                  space: SlotSpace | None = None, test: Sequence[Any] = ()) -> Any:
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -314,7 +348,9 @@ def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: 
         save_steps=eval_steps,
         logging_steps=eval_steps,
         load_best_model_at_end=True,
-        metric_for_best_model="utterance_accuracy",
+        # A slot model is chosen on whole commands, not on intents alone.
+        metric_for_best_model="command_acceptance" if space else "utterance_accuracy",
+        label_names=["labels", "slot_labels"] if space else ["labels"],
         greater_is_better=True,
         save_total_limit=train_args.save_total_limit,
         seed=train_args.seed,
@@ -328,7 +364,13 @@ def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: 
 
     def compute_metrics(p: Any) -> dict[str, Any]:
         scores = _score(p.predictions, utt, labels, num_labels)
-        del scores["utterance_predictions"]
+        predicted = scores.pop("utterance_predictions")
+        if space is not None:
+            from intentd.trainer.fitting.slots import score
+
+            names = [model.config.id2label[i] for i in range(num_labels)]
+            scores["command_acceptance"] = score(p.predictions[1], predicted, test, names,
+                                                 space)["command_acceptance"]
         return scores
 
     from intentd.trainer.fitting.batching import bucketed

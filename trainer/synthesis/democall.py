@@ -4,7 +4,8 @@ Utterances of random intents are spoken by held-out voices (the same split as
 ``synth`` for the same ``--seed`` and ``--test-fraction``), separated by 1.5-3 s gaps, some
 with an internal 0.3-1.2 s pause (a hesitation the daemon should keep inside one
 utterance), over continuous background noise. ``start_s``/``end_s`` are the exact
-speech boundaries: TTS leading/trailing silence is trimmed before placement.
+speech boundaries: TTS leading/trailing silence is trimmed before placement. For a spec
+with slot tags the truth gains a ``slots`` column: each command's slot values as JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from intentd.trainer.synthesis import augment as aug
 from intentd.trainer.synthesis import pauses, tts_espeak
 from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth_plan import split_speakers
-from intentd.trainer.synthesis.templates import Spec
+from intentd.trainer.synthesis.templates import Spec, Utterance
 
 CALL_NOISE_KINDS = ("pink", "brown", "hum", "babble")
 
@@ -72,7 +73,7 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
               gap_s: tuple[float, float] = (1.5, 3.0),
               noise_kind: str | None = None, voice_seed: int | None = None) -> CallSummary:
     """Write the call audio (PCM16 mono at ``sample_rate_hz``: 16000, or 8000 for a
-    μ-law phone line) and its truth CSV ``start_s,end_s,intent,text``.
+    μ-law phone line) and its truth CSV ``start_s,end_s,intent,text[,slots]``.
 
     ``noise_kind`` (one of ``CALL_NOISE_KINDS``) fixes the background; by default the seed
     draws it. The speech and the truth do not depend on it; the noise's level is drawn after
@@ -93,21 +94,22 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
     speakers = _speakers(seed if voice_seed is None else voice_seed, voices, test_fraction)
     sr = 16000
     rng = random.Random(f"democall:{seed}")
-    texts: dict[str, list[str]] = {}
+    texts: dict[str, list[Utterance]] = {}
     pieces: list[np.ndarray] = [np.zeros(int(rng.uniform(*gap_s) * sr), np.float32)]
-    rows: list[tuple[float, float, str, str]] = []
+    rows: list[tuple[float, float, str, str, dict[str, str]]] = []
     used: set[str] = set()
     pos = pieces[0].size
     for _ in range(n_utterances):
         intent = rng.choice(spec.labels)
         if intent not in texts:
-            texts[intent] = spec.sentences(intent, 50, random.Random(f"{seed}:{intent}"))
-        text = rng.choice(texts[intent])
+            texts[intent] = spec.utterances(intent, 50, random.Random(f"{seed}:{intent}"))
+        said = rng.choice(texts[intent])
+        text = said.text
         speaker = rng.choice(speakers)
         used.add(speaker.voice_id)
         speech = _utterance(text, speaker, rng, pause_prob, sr)
         speech = aug.apply_gain(speech, rng.uniform(-6.0, 0.0))
-        rows.append((pos / sr, (pos + speech.size) / sr, intent, text))
+        rows.append((pos / sr, (pos + speech.size) / sr, intent, text, said.slot_dict()))
         gap = np.zeros(int(rng.uniform(*gap_s) * sr), np.float32)
         pieces += [speech, gap]
         pos += speech.size + gap.size
@@ -129,9 +131,12 @@ def make_call(spec_path: str | Path, out_wav: str | Path, out_csv: str | Path,
     sf.write(str(out_wav), track, sample_rate_hz, subtype="PCM_16")
     with open(out_csv, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["start_s", "end_s", "intent", "text"])
-        for s, e, intent, text in rows:
-            w.writerow([f"{s:.3f}", f"{e:.3f}", intent, text])
+        # The slots column only for a spec with slot tags: other truth files stay as they were.
+        tagged = any(spec.intent_slots.values())
+        w.writerow(["start_s", "end_s", "intent", "text", *(["slots"] if tagged else [])])
+        for s, e, intent, text, slots in rows:
+            w.writerow([f"{s:.3f}", f"{e:.3f}", intent, text,
+                        *([json.dumps(slots, ensure_ascii=False)] if tagged else [])])
     return CallSummary(str(out_wav), str(out_csv), len(rows),
                        round(track.size / sample_rate_hz, 3), sample_rate_hz, len(used), kind,
                        round(snr, 1))
