@@ -150,3 +150,20 @@ def test_transformers_pipeline_still_returns_the_intent(slot_model: Path,
     clf = pipeline("audio-classification", model=str(slot_model), device="cpu")
     top = clf({"raw": audio, "sampling_rate": rate}, top_k=1)[0]
     assert top["label"] == "set_level"
+
+
+def test_tune_encoder_trains_the_slot_heads_along(slot_model: Path, slot_data: Path,
+                                                  tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForAudioClassification
+
+    from intentd.trainer.tuning.tune_encoder import TuneOptions, tune
+
+    out = tmp_path / "tuned"
+    tune(slot_model, str(slot_data), out, TuneOptions(layers=1, epochs=1, variants=1,
+                                                      crowd_bed_s=8.0, crowd_beds=2))
+    before = AutoModelForAudioClassification.from_pretrained(slot_model)
+    after = AutoModelForAudioClassification.from_pretrained(out)
+    assert after.config.slot_values == before.config.slot_values
+    moved = after.slot_heads.classifiers[0].weight - before.slot_heads.classifiers[0].weight
+    assert float(torch.abs(moved).max()) > 0

@@ -197,6 +197,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     from transformers import AutoModelForAudioClassification
 
     from intentd.daemon.model import checksums, compact, frontend_whisper, frontends
+    from intentd.trainer.fitting import slots
     from intentd.trainer.tuning.whisper_torch import (
         SplitEncoder,
         distill_loss,
@@ -213,22 +214,27 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     opts.validate(len(enc.layers))
     head = AutoModelForAudioClassification.from_pretrained(model_dir, local_files_only=True)
     label_id = {lab: i for i, lab in enumerate(model_labels)}
+    # A slot model's heads learn on with the encoder (else the tuned states would drift away
+    # from what they were trained on).
+    space = getattr(head, "slot_space", None)
+    slot_rows = slots.targets(dataset.train, space) if space is not None else None
     split = SplitEncoder(enc, len(enc.layers) - opts.layers, stem=opts.tune_stem)
 
     t0 = time.monotonic()
     rng = np.random.default_rng([opts.seed, 0x7E5E])
     beds = crowd_beds(opts, rng) if opts.variants else {}
     teach = opts.distill > 0
-    # (frozen part's output, label, the noise-free copy's embeddings when distilling); all
-    # before the first step, so the targets come from the encoder as it was given.
-    cached: list[tuple[Any, int, Any]] = []
+    # (frozen part's output, label, the noise-free copy's embeddings when distilling, the
+    # utterance's index); all before the first step, so the targets come from the encoder
+    # as it was given.
+    cached: list[tuple[Any, int, Any, int]] = []
     for n, ex in enumerate(dataset.train):
         audio = load_audio(ex, 16000)
         y = label_id[ex.label]
         pairs = [(audio, audio)] + [_noisy_copy(audio, rng, beds, opts)
                                     for _ in range(opts.variants)]
         goals = split.targets([q for _, q in pairs]) if teach else [None] * len(pairs)
-        cached += [(split.lower(a), y, g) for (a, _), g in zip(pairs, goals, strict=True)]
+        cached += [(split.lower(a), y, g, n) for (a, _), g in zip(pairs, goals, strict=True)]
         if n % 1000 == 999:
             log.info("tune-encoder: lower layers of %d / %d utterances", n + 1,
                      len(dataset.train))
@@ -260,8 +266,10 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
         for k in np.random.default_rng([opts.seed, epoch]).permutation(len(batches)):
             batch = [cached[i] for i in batches[k]]
             x, mask = split.upper([c[0] for c in batch])
+            extra = ({} if slot_rows is None else
+                     {"slot_labels": torch.from_numpy(slot_rows[[c[3] for c in batch]])})
             loss = head(input_values=x, attention_mask=mask,
-                        labels=torch.tensor([c[1] for c in batch])).loss
+                        labels=torch.tensor([c[1] for c in batch]), **extra).loss
             total += float(loss.detach())
             if teach:
                 far = distill_loss(x, mask, [c[2] for c in batch]) / scale
