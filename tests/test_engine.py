@@ -340,3 +340,24 @@ def test_reload_takes_new_vad_settings_between_utterances() -> None:
     live.close()
     runner.join(5)
     assert runner.code == 0  # type: ignore[attr-defined]
+
+
+def test_nan_and_inf_samples_are_read_as_silence(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    clean = two_commands()
+    dirty = clean.copy()
+    dirty[100] = np.nan  # before the first command: would poison the noise floor
+    dirty[SR // 2 + 3000] = np.inf  # inside speech
+    dirty[SR // 2 + 3001] = -np.inf
+    sources = {"clean": ArraySource(clean, "clean"), "dirty": ArraySource(dirty, "dirty")}
+    sup, sink = make(cfg_for("clean", "dirty"), sources)
+    assert sup.run() == 0
+    got = [(e.utterance_id, e.intent, round(e.start_s, 3), round(e.end_s, 3))
+           for e in sink.verdicts("dirty")]
+    assert got == [(e.utterance_id, e.intent, round(e.start_s, 3), round(e.end_s, 3))
+                   for e in sink.verdicts("clean")]
+    assert len(got) == 2
+    assert sup.status()["streams"]["dirty"]["nonfinite_samples"] == 3
+    warnings = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
+    assert warnings == ["stream dirty: the audio holds NaN or infinite samples; they are read "
+                        "as silence (counted in the stream's nonfinite_samples)"]

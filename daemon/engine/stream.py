@@ -112,7 +112,7 @@ class StreamStage:
         self.failure: BaseException | None = None
         self.state = "new"  # new | running | ended | failed
         self.counts = {"utterances": 0, "discarded": 0, "max_length_splits": 0,
-                       "windows": 0, "samples_in": 0}
+                       "windows": 0, "samples_in": 0, "nonfinite_samples": 0}
         self._pause_cuts = 0
         self._pause_cut_samples = 0
 
@@ -164,8 +164,22 @@ class StreamStage:
                 return
             if block.shape[0]:
                 self.counts["samples_in"] += int(block.shape[0])
+                block = self._finite(block)
                 self._handle(self.segmenter.process(self.resampler.process(block)))
             self._maybe_reconfigure()
+
+    def _finite(self, block: np.ndarray) -> np.ndarray:
+        """``block`` with NaN and infinite samples (a float file can hold them) read as
+        silence: one would poison the resampler's and the noise gate's running state, and
+        with them every later verdict of the stream."""
+        bad = ~np.isfinite(block)
+        if not bad.any():
+            return block
+        if not self.counts["nonfinite_samples"]:
+            log.warning("stream %s: the audio holds NaN or infinite samples; they are read as "
+                        "silence (counted in the stream's nonfinite_samples)", self.name)
+        self.counts["nonfinite_samples"] += int(bad.sum())
+        return np.where(bad, 0.0, block).astype(block.dtype, copy=False)
 
     def _finish_utterance(self) -> None:
         self._handle(self.segmenter.process(self.resampler.flush()))

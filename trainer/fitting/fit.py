@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 _DEFAULTS = {"window": (5e-5, 32, 15.0, 0.1), "utterance": (2e-3, 64, 10.0, 0.05)}
 _WEIGHT_DECAY = {"window": 0.01, "utterance": 0.05}
 _MIN_COMPACT_STEPS = 300
+_SLOT_EPOCHS = 30.0
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -142,6 +143,10 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     prepare_s = time.monotonic() - t0
 
     lr, batch, epochs, warmup = _DEFAULTS[view]
+    if space is not None:
+        # Slot heads with dozens of values each learn slower than the intent: on the coffee
+        # maker's orders, held-out command acceptance 69% after 10 epochs, 99.6% after 30.
+        epochs = _SLOT_EPOCHS
     batch = train_args.batch_size or batch
     if train_args.epochs is None and view == "utterance":
         # Small data sets give few steps per epoch; the head needs ~300 updates to settle.
