@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -22,6 +24,7 @@ from intentd.daemon import __version__
 from intentd.daemon.errors import IntentdError
 
 if TYPE_CHECKING:
+    from intentd.daemon.config import Config
     from intentd.daemon.engine.supervisor import Supervisor
 
 log = logging.getLogger("intentd")
@@ -33,6 +36,12 @@ EPILOG = """examples:
   intentd --model models/bank --input line7=calls/7.wav --input line8=calls/8.wav --no-realtime
   arecord -q -f S16_LE -r 16000 -c 1 | intentd --model models/home --input -
   intentd --model models/home --output unix:/run/intentd/events.sock
+  intentd --check-config --config /etc/intentd/config.yaml
+
+signals: SIGTERM/SIGINT finish the current utterances and stop; SIGHUP re-reads the config
+file and the model dir and swaps them in between utterances (inputs and socket clients stay;
+a config or model that fails to load is refused with one log line and the old one runs on);
+SIGUSR1 logs the status of every stream and the worker.
 
 exit codes: 0 ok; 2 bad usage, config or input (one line on stderr says what and how to
 fix it); 1 an internal failure (the log has the details)."""
@@ -66,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stdout | unix:PATH | tcp:HOST:PORT (repeat for several)")
     p.add_argument("--list-devices", action="store_true",
                    help="list audio capture devices and exit")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the settings and load the model they name, then exit "
+                        "(0: valid, 2: not); opens no input or output")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="files: pace like a live source (default from config: yes)")
     p.add_argument("--threshold", type=float, metavar="P",
@@ -112,6 +124,10 @@ def _setup_logging(level: str) -> None:
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging("INFO")  # until the config (which validates log_level) is loaded
+    if not sys.stderr.isatty():
+        # A journal or a log file gets log lines, not progress bars (tqdm reads this, and
+        # so do the bars transformers draws while loading weights).
+        os.environ.setdefault("TQDM_DISABLE", "1")
     if args.list_devices:
         from intentd.daemon.audio.mic import list_devices
 
@@ -123,8 +139,11 @@ def _run(argv: list[str] | None) -> int:
     config_path = args.config
     if config_path is None and Path(DEFAULT_CONFIG).is_file():
         config_path = DEFAULT_CONFIG
-    cfg = load_config(config_path, overrides_from_args(args))
+    overrides = overrides_from_args(args)
+    cfg = load_config(config_path, overrides)
     _setup_logging(cfg.log_level)
+    if args.check_config:
+        return _check_config(cfg, config_path)
     log.info("intentd %s starting (config: %s)", __version__, config_path or "built-in defaults")
 
     from intentd.daemon.engine.supervisor import Supervisor
@@ -142,8 +161,39 @@ def _run(argv: list[str] | None) -> int:
             os._exit(130 if signum == signal.SIGINT else 143)  # second signal: now
         supervisor.request_stop()
 
+    reloading = threading.Lock()
+
+    def reload_now() -> None:
+        assert supervisor is not None
+        with reloading:
+            try:
+                new = load_config(config_path, overrides)
+                supervisor.reload(new, reload_model=True)
+                logging.getLogger().setLevel(new.log_level)
+                log.info("reload: %s and model %s swapped in between utterances",
+                         config_path or "built-in defaults", new.model.path)
+            except IntentdError as exc:
+                log.error("reload: %s; the running settings and model stay", exc)
+            except Exception:
+                log.exception("reload failed; the running settings and model stay")
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        # The model loads for seconds: never in the handler, never twice at once.
+        if supervisor is not None and supervisor.ready.is_set() and not reloading.locked():
+            threading.Thread(target=reload_now, name="reload", daemon=True).start()
+        else:
+            threading.Thread(target=log.warning, args=(
+                "reload: ignored (still starting, or a reload is running)",), daemon=True).start()
+
+    def on_usr1(_signum: int, _frame: FrameType | None) -> None:
+        if supervisor is not None:
+            threading.Thread(target=lambda: log.info("status: %s", json.dumps(
+                supervisor.status(), default=str)), daemon=True).start()
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGUSR1, on_usr1)
     supervisor = Supervisor(cfg, stdout=out)
     try:
         # The inputs are checked before torch and the model load (seconds), so a typo
@@ -164,6 +214,24 @@ def _run(argv: list[str] | None) -> int:
         raise
     out.flush()
     return code
+
+
+def _check_config(cfg: Config, config_path: str | None) -> int:
+    """``--check-config``: the settings are valid (load_config raised otherwise); the model
+    they name must load too."""
+    import torch
+
+    from intentd.daemon.model.loader import load_backend
+
+    torch.set_num_threads(cfg.model.threads)
+    backend = load_backend(cfg.model.path, cfg.model.threads)
+    space = getattr(backend, "slot_space", None)
+    print(f"intentd: {config_path or 'built-in defaults'} is valid; model {cfg.model.path}: "
+          f"{len(backend.labels)} labels" + (f", slots {', '.join(space.names)}" if space
+                                             else "")
+          + f"; inputs {', '.join(f'{i.name}={i.source}' for i in cfg.inputs)}; outputs "
+          f"{', '.join(cfg.output.targets)}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
