@@ -135,3 +135,40 @@ def test_check_config_validates_settings_and_model(compact_model: Path, tmp_path
         f"intentd: error: {bad}:2: unknown key model.threshhold; did you mean model.threshold?")
     missing = check("--model", str(tmp_path / "none"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _call(synth_data: Path, out: Path, n: int = 3) -> Path:
+    parts = [np.frombuffer(_pcm(w), "<i2") for w in sorted((synth_data / "test").glob("*.wav"))[:n]]
+    sf.write(out, np.concatenate(parts), SR, subtype="PCM_16")
+    return out
+
+
+def test_a_full_disk_on_stdout_is_one_line_and_exit_1(compact_model: Path, synth_data: Path,
+                                                      tmp_path: Path) -> None:
+    wav = _call(synth_data, tmp_path / "call.wav")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "intentd.daemon", "--model", str(compact_model),
+                            "--input", str(wav), "--no-realtime"], env=_env(), stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 1
+    errors = [line for line in p.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        "stdout: cannot write events to stdout (No space left on device); no more events go "
+        "to stdout")
+    assert "Traceback" not in p.stderr
+
+
+def test_a_reader_that_goes_away_stops_the_daemon_with_0(compact_model: Path, synth_data: Path,
+                                                         tmp_path: Path) -> None:
+    wav = _call(synth_data, tmp_path / "call.wav")
+    p = subprocess.Popen([sys.executable, "-m", "intentd.daemon", "--model", str(compact_model),
+                          "--input", str(wav)], env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # paced like a live source
+    assert p.stdout is not None
+    first = json.loads(p.stdout.readline())  # `| head -1`
+    assert first["type"] in ("intent", "no_match")
+    p.stdout.close()
+    assert p.wait(timeout=60) == 0
+    err = p.stderr.read() if p.stderr else ""
+    assert "the reader closed the pipe" in err and "no output is left" in err
+    assert "Traceback" not in err

@@ -165,6 +165,9 @@ class Supervisor:
                     break
                 if not self.engine.worker_alive:
                     break
+                if self.router is not None and self.router.all_dead():
+                    log.info("no output is left to write events to: stopping")
+                    self._stop.set()
             if self._stop.is_set():
                 log.info("stop requested: finishing the current utterances")
             self.engine.stop(DRAIN_GRACE_S)
@@ -178,6 +181,8 @@ class Supervisor:
         assert self.engine is not None
         if self.engine.worker_error is not None:
             return 1
+        if self.router is not None and self.router.errors():
+            return 1  # events could not be written: not a success
         failures = list(self.failed.values())
         failures += [s.failure for s in self.engine.streams().values() if s.failure]
         if any(not isinstance(f, IntentdError) for f in failures):

@@ -38,6 +38,13 @@ class Router:
                     log.exception("sink %s failed to emit an event (%d so far)", name,
                                   self.failures[name])
 
+    def all_dead(self) -> bool:
+        """Every sink has stopped for good (a closed stdout pipe is the one that can)."""
+        return bool(self.sinks) and all(getattr(s, "dead", False) for s in self.sinks)
+
+    def errors(self) -> list[str]:
+        return [e for s in self.sinks if (e := getattr(s, "error", None))]
+
     def close(self) -> None:
         for sink in self.sinks:
             try:

@@ -11,8 +11,9 @@ alone (counted, warning rate-limited), so a stuck consumer never delays the pipe
 other clients.
 
 Stdout is the exception on purpose: it is lossless and blocking, so a pipe consumer
-(``intentd ... | jq``) paces the daemon instead of losing events; when the reader goes
-away (EPIPE) the sink logs once and stops writing.
+(``intentd ... | jq``) paces the daemon instead of losing events. When the reader goes away
+(EPIPE) or a write fails (a full disk) the sink logs once and stops writing; when no output
+is left the supervisor stops the daemon (exit 0 for a closed pipe, 1 for a failed write).
 
 Targets are parsed in one place (:mod:`.targets`); the socket sinks live in
 :mod:`.socket_sinks` (re-exported here).
@@ -64,6 +65,8 @@ class StdoutSink:
         self._broken = False
         self._written = 0
         self._lost = 0
+        # Why writing stopped when it was not the reader closing the pipe (then 1, not 0).
+        self.error: str | None = None
 
     def start(self) -> None:
         if self._stream is None:
@@ -79,15 +82,21 @@ class StdoutSink:
             self._stream.flush()
             self._written += 1
         except (BrokenPipeError, ConnectionResetError):
+            log.warning("stdout: the reader closed the pipe; no more events go to stdout")
             self._on_broken()
-        except OSError as exc:
-            log.warning("stdout: write failed (%s); no more events go to stdout", exc)
+        except (OSError, ValueError) as exc:
+            self.error = f"cannot write events to stdout ({getattr(exc, 'strerror', None) or exc})"
+            log.error("stdout: %s; no more events go to stdout", self.error)
             self._on_broken()
+
+    @property
+    def dead(self) -> bool:
+        """Nothing will be written any more."""
+        return self._broken
 
     def _on_broken(self) -> None:
         self._broken = True
         self._lost += 1
-        log.warning("stdout: the reader closed the pipe; no more events go to stdout")
         # Point the fd at /dev/null so the interpreter's final flush does not raise again.
         with contextlib.suppress(OSError, ValueError, AttributeError):
             fd = self._stream.fileno()  # type: ignore[union-attr]
