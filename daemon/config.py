@@ -103,7 +103,7 @@ class WindowsConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = "models/banking"
+    path: str = "demo/model"  # what examples/demo.sh trains
     threads: int = 1
     verdict: str = "utterance"  # utterance | mean | max
     threshold: float = 0.5

@@ -42,7 +42,7 @@ def test_defaults_without_file():
 
 def test_shipped_config_yaml_equals_defaults_and_documents_every_key():
     cfg = load_config(REPO / "config.yaml")
-    assert cfg == Config(model=ModelConfig(path=str(REPO / "models" / "banking")))
+    assert cfg == Config(model=ModelConfig(path=str(REPO / "demo" / "model")))
     data = yaml.safe_load((REPO / "config.yaml").read_text())
     keys = {f"{s}.{k}" for s, v in data.items() if isinstance(v, dict) for k in v}
     keys |= {k for k, v in data.items() if not isinstance(v, dict)}

@@ -231,7 +231,9 @@ class HFBackend:
 
 def read_config(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise DataError(f"model dir {path} does not exist; {_EXPECTED}")
+        raise DataError(f"model dir {path} does not exist; train one (`intentd-train fit "
+                        f"--data D --out DIR`; `bash examples/demo.sh` makes demo/model) and "
+                        f"pass --model DIR or set model.path")
     if not path.is_dir():
         raise DataError(f"model path {path} is not a directory; {_EXPECTED}")
     cfg = path / "config.json"
