@@ -4,6 +4,7 @@ the compact model on synthetic speech (utterance view), plus --resume from the c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -76,6 +77,12 @@ def test_tiny_wav2vec2_end_to_end(tiny_wav2vec2_dir: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     report = json.loads((compact_model / "report.json").read_text())
     assert set(report) >= REPORT_KEYS
@@ -89,6 +96,9 @@ def test_compact_learns_tiny_synthetic_set(compact_model: Path) -> None:
     assert 1 / 3 < report["noisy_utterance_accuracy"] <= 1.0
     assert report["embed_seconds"] > 0 and report["train_seconds"] > 0
     assert (compact_model / "confusion_matrix.png").is_file()
+    # A service running as another user can read every file (the umask's 022 here).
+    for f in ("model.safetensors", "config.json", "preprocessor_config.json"):
+        assert (compact_model / f).stat().st_mode & 0o777 == 0o666 & ~_umask(), f
     # Fitted on test + noisy, saved where the daemon reads it.
     cal = report["calibration"]
     assert cal["calibration_items"] == report["num_test"] + report["num_noisy"]

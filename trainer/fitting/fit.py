@@ -54,7 +54,12 @@ from intentd.trainer.fitting.fit_args import (
 from intentd.trainer.fitting.fit_args import (
     add_fit_arguments as add_fit_arguments,  # intentd-train's table
 )
-from intentd.trainer.fitting.persist import check_resumable, push_to_hub, resume_checkpoint
+from intentd.trainer.fitting.persist import (
+    check_resumable,
+    push_to_hub,
+    readable_by_all,
+    resume_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +219,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         trainer.model.config.frontend_sha256 = checksums.record(model_args.frontend)
     trainer.save_model(str(out))
     extractor.save_pretrained(str(out))
+    readable_by_all(out)
     trainer.state.save_to_json(str(out / "trainer_state.json"))
 
     report = {

@@ -13,6 +13,19 @@ from intentd.daemon.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 
+def readable_by_all(model_dir: Path) -> None:
+    """Give the model dir's top-level files the permissions the umask allows (0644 under the
+    usual 022). transformers writes the weights through a private temporary file (0600), and
+    a service that runs as another user would then fail to read them."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in model_dir.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~mask)
+
+
 def resume_checkpoint(ckpt_dir: Path, resume: bool) -> str | None:
     if not resume:
         stale = sorted(ckpt_dir.glob("checkpoint-*")) if ckpt_dir.is_dir() else []

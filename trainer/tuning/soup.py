@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from intentd.daemon.errors import ConfigError, DataError
+from intentd.trainer.fitting.persist import readable_by_all
 from intentd.trainer.tuning.tune_encoder import WEIGHTS_SUBDIR
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def build_soup(models: list[Path], data: str, out: Path, threads: int = 2) -> di
             f"verdicts")
     soup.save_pretrained(str(partial))
     extractor.save_pretrained(str(partial))
+    readable_by_all(partial)
     from intentd.trainer.fitting.report import write_json
 
     # The split: later tuning of the soup divides the data as its members' fit did.

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from intentd.daemon.errors import ConfigError, DataError
+from intentd.trainer.fitting.persist import readable_by_all
 from intentd.trainer.synthesis import pauses
 from intentd.trainer.tuning import heldout
 
@@ -303,6 +304,7 @@ def tune(model_dir: Path, data: str, out: Path, opts: TuneOptions) -> dict[str, 
     summary.update(heldout.measure(head, extractor, dataset, model_labels))
     head.save_pretrained(str(out))
     extractor.save_pretrained(str(out))
+    readable_by_all(out)
     _update_report(out, summary)
     out.rename(final)
     return summary
