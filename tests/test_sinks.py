@@ -135,12 +135,52 @@ def test_vanished_client_is_removed_and_others_continue(tmp_path: Path) -> None:
     _wait_for(lambda: _connected(sink) == 2)
     sink.emit(_event(0, "a"))
     b.close()
-    _wait_for(lambda: _connected(sink) == 1)
+    # Its end of input may be a half-close: it goes when a write to it fails.
     sink.emit(_event(1, "a"))
+    _wait_for(lambda: _connected(sink) == 1)
+    sink.emit(_event(2, "a"))
     sink.close()
     a.join(timeout=5)
-    assert a.lines == [to_json_line(_event(0, "a")), to_json_line(_event(1, "a"))]
+    assert a.lines == [to_json_line(_event(i, "a")) for i in range(3)]
     assert len(sink.stats()["clients"]) == 2
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_half_closed_client_still_receives(transport: str, tmp_path: Path) -> None:
+    """`nc HOST PORT </dev/null` shuts its sending side at once and then reads."""
+    sink = make_sink(f"unix:{tmp_path / 'h.sock'}" if transport == "unix" else "tcp:127.0.0.1:0")
+    sink.start()
+    sock = _connect(sink)  # type: ignore[arg-type]
+    sock.shutdown(socket.SHUT_WR)
+    reader = _Reader(sock)
+    reader.start()
+    _wait_for(lambda: _connected(sink) == 1)  # type: ignore[arg-type]
+    time.sleep(0.2)  # the sink has seen the end of the client's input
+    for i in range(3):
+        sink.emit(_event(i, "h"))
+    sink.close()
+    reader.join(timeout=5)
+    assert reader.lines == [to_json_line(_event(i, "h")) for i in range(3)]
+
+
+def test_clients_coming_and_going_keep_logs_stats_and_descriptors_bounded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from intentd.daemon.output import socket_sinks as S
+
+    caplog.set_level("INFO", logger=S.__name__)
+    sink = UnixSocketSink(str(tmp_path / "c.sock"))
+    sink.start()
+    for i in range(300):
+        _connect(sink).close()
+        if i % 50 == 49:
+            sink.emit(_event(i, "c"))
+    _wait_for(lambda: sink.stats()["clients_accepted"] == 300)
+    _wait_for(lambda: _connected(sink) <= S.HALF_CLOSED_KEEP)
+    stats = sink.stats()
+    assert len(stats["clients"]) <= S.GONE_KEEP + S.HALF_CLOSED_KEEP
+    sink.close()
+    infos = [r for r in caplog.records if r.levelname == "INFO" and r.msg.startswith("%s: client")]
+    assert len(infos) <= S.CLIENT_LOGS_PER_MIN
 
 
 def test_unix_socket_mode_and_stale_socket(tmp_path: Path) -> None:

@@ -24,66 +24,20 @@ from typing import Any
 
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.output.events import Event, to_json_line
+from intentd.daemon.output.socket_client import Client
 
 log = logging.getLogger(__name__)
 
-DROP_WARN_INTERVAL_S = 10.0
 CLIENT_SNDBUF_BYTES = 64 * 1024
+# Clients that come and go all day (a script per event) must not flood the log or grow the
+# stats: connections are logged at INFO up to this many a minute (then DEBUG), and only the
+# latest departed clients are listed (their counts stay in the totals).
+CLIENT_LOGS_PER_MIN = 10
+GONE_KEEP = 32
+# A client that shut its sending side may still read, or may be gone for good: the two look
+# the same until a write fails. The oldest beyond this many are let go (bounded descriptors).
+HALF_CLOSED_KEEP = 64
 _CLOSE = object()
-
-
-class _Client:
-    """Per-client state; touched only by the sink's selector thread."""
-
-    def __init__(self, sock: socket.socket, label: str, capacity: int) -> None:
-        self.sock = sock
-        self.label = label
-        self.capacity = capacity
-        self.buf: collections.deque[bytes] = collections.deque()
-        self.current: memoryview | None = None  # partially sent line: never dropped
-        self.sent = 0
-        self.dropped = 0
-        self._dropped_logged = 0
-        self._last_warn = -1e9
-
-    def enqueue(self, data: bytes) -> None:
-        if len(self.buf) >= self.capacity:
-            # Make room by sending first; drop only if the kernel buffer is full too.
-            with contextlib.suppress(OSError):  # a dead peer is noticed by the caller
-                self.flush()
-        if len(self.buf) >= self.capacity:
-            self.buf.popleft()
-            self.dropped += 1
-            now = time.monotonic()
-            if now - self._last_warn >= DROP_WARN_INTERVAL_S:
-                log.warning("client %s is not reading: dropped %d oldest event(s) so far",
-                            self.label, self.dropped)
-                self._last_warn = now
-        self.buf.append(data)
-
-    @property
-    def pending(self) -> bool:
-        return self.current is not None or bool(self.buf)
-
-    def flush(self) -> None:
-        """Send as much as the socket takes now; raises OSError if the peer is gone."""
-        while True:
-            if self.current is None:
-                if not self.buf:
-                    return
-                self.current = memoryview(self.buf.popleft())
-            try:
-                n = self.sock.send(self.current)
-            except (BlockingIOError, InterruptedError):
-                return
-            self.current = self.current[n:]
-            if not len(self.current):
-                self.current = None
-                self.sent += 1
-
-    def snapshot(self, connected: bool) -> dict[str, Any]:
-        return {"client": self.label, "sent": self.sent, "dropped": self.dropped,
-                "connected": connected}
 
 
 class _FanoutSink:
@@ -108,6 +62,8 @@ class _FanoutSink:
         self._inbox_dropped = 0
         self._emitted = 0
         self._accepted = 0  # selector thread only
+        self._gone_dropped = 0  # events dropped for clients that have left
+        self._client_logs: collections.deque[float] = collections.deque()
         # Replaced (never mutated) by the selector thread, so stats() may read it anywhere.
         self._snapshot: tuple[dict[str, Any], ...] = ()
 
@@ -164,7 +120,9 @@ class _FanoutSink:
         clients = list(self._snapshot)
         return {"sink": self.name, "emitted": self._emitted,
                 "inbox_dropped": self._inbox_dropped,
-                "dropped": sum(c["dropped"] for c in clients) + self._inbox_dropped,
+                "dropped": sum(c["dropped"] for c in clients if c["connected"])
+                + self._gone_dropped + self._inbox_dropped,
+                "clients_accepted": self._accepted,
                 "clients": clients}
 
     # --- selector thread -------------------------------------------------------------
@@ -174,8 +132,8 @@ class _FanoutSink:
         sel = selectors.DefaultSelector()
         sel.register(self._listener, selectors.EVENT_READ, None)
         sel.register(self._wake_r, selectors.EVENT_READ, None)
-        clients: dict[socket.socket, _Client] = {}
-        gone: list[dict[str, Any]] = []
+        clients: dict[socket.socket, Client] = {}
+        gone: collections.deque[dict[str, Any]] = collections.deque(maxlen=GONE_KEEP)
         close_deadline: float | None = None
         try:
             while True:
@@ -191,6 +149,9 @@ class _FanoutSink:
                         client = clients.get(key.fileobj)  # type: ignore[arg-type]
                         if client is not None and not self._service(client, mask):
                             self._drop_client(sel, clients, client, gone)
+                half = [c for c in clients.values() if c.read_closed]
+                for client in half[: max(0, len(half) - HALF_CLOSED_KEEP)]:
+                    self._drop_client(sel, clients, client, gone)
                 if self._drain_inbox(clients) and close_deadline is None:
                     close_deadline = time.monotonic() + self.close_timeout_s
                 for client in list(clients.values()):
@@ -199,10 +160,9 @@ class _FanoutSink:
                     except OSError:
                         self._drop_client(sel, clients, client, gone)
                         continue
-                    want = selectors.EVENT_READ | (
+                    want = (0 if client.read_closed else selectors.EVENT_READ) | (
                         selectors.EVENT_WRITE if client.pending else 0)
-                    if sel.get_key(client.sock).events != want:
-                        sel.modify(client.sock, want)
+                    _watch(sel, client.sock, want)
                 self._snapshot = tuple(gone) + tuple(
                     c.snapshot(True) for c in clients.values())
                 if close_deadline is not None and (
@@ -222,7 +182,7 @@ class _FanoutSink:
             sel.close()
             self._listener.close()
 
-    def _accept(self, sel: selectors.BaseSelector, clients: dict[socket.socket, _Client]) -> None:
+    def _accept(self, sel: selectors.BaseSelector, clients: dict[socket.socket, Client]) -> None:
         assert self._listener is not None
         while True:
             try:
@@ -241,9 +201,9 @@ class _FanoutSink:
             label = f"{self.name}#{self._accepted}"
             if isinstance(addr, tuple):
                 label += f"@{addr[0]}:{addr[1]}"
-            clients[sock] = _Client(sock, label, self.client_buffer_events)
+            clients[sock] = Client(sock, label, self.client_buffer_events)
             sel.register(sock, selectors.EVENT_READ, None)
-            log.info("%s: client %s connected", self.name, label)
+            self._log_client("%s: client %s connected", self.name, label)
 
     def _drain_wake(self) -> None:
         assert self._wake_r is not None
@@ -252,20 +212,21 @@ class _FanoutSink:
                 pass
 
     @staticmethod
-    def _service(client: _Client, mask: int) -> bool:
+    def _service(client: Client, mask: int) -> bool:
         """Handle readiness; False when the client has gone away."""
         if mask & selectors.EVENT_READ:
             try:
-                # Clients have nothing to say; reading only detects a closed connection.
+                # Clients have nothing to say. End of input may be a half-close (the client
+                # still reads): stop reading; a write to a peer that is gone drops it.
                 if not client.sock.recv(4096):
-                    return False
+                    client.read_closed = True
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
                 return False
         return True
 
-    def _drain_inbox(self, clients: dict[socket.socket, _Client]) -> bool:
+    def _drain_inbox(self, clients: dict[socket.socket, Client]) -> bool:
         """Move queued lines into every client buffer; True once close was requested."""
         closing = False
         while True:
@@ -280,16 +241,44 @@ class _FanoutSink:
             for client in clients.values():
                 client.enqueue(item)
 
-    def _drop_client(self, sel: selectors.BaseSelector, clients: dict[socket.socket, _Client],
-                     client: _Client, gone: list[dict[str, Any]], quiet: bool = False) -> None:
+    def _drop_client(self, sel: selectors.BaseSelector, clients: dict[socket.socket, Client],
+                     client: Client, gone: collections.deque[dict[str, Any]],
+                     quiet: bool = False) -> None:
         with contextlib.suppress(KeyError, ValueError):
             sel.unregister(client.sock)
         clients.pop(client.sock, None)
         client.sock.close()
         gone.append(client.snapshot(False))
+        self._gone_dropped += client.dropped
         if not quiet:
-            log.info("%s: client %s disconnected (sent %d, dropped %d)", self.name,
-                     client.label, client.sent, client.dropped)
+            self._log_client("%s: client %s disconnected (sent %d, dropped %d)", self.name,
+                             client.label, client.sent, client.dropped)
+
+    def _log_client(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        while self._client_logs and now - self._client_logs[0] > 60.0:
+            self._client_logs.popleft()
+        if len(self._client_logs) < CLIENT_LOGS_PER_MIN:
+            self._client_logs.append(now)
+            log.info(msg, *args)
+        else:
+            log.debug(msg, *args)
+
+
+def _watch(sel: selectors.BaseSelector, sock: socket.socket, events: int) -> None:
+    """Register ``sock`` for ``events`` (0: for none)."""
+    try:
+        current = sel.get_key(sock).events
+    except KeyError:
+        current = 0
+    if events == current:
+        return
+    if not events:
+        sel.unregister(sock)
+    elif not current:
+        sel.register(sock, events, None)
+    else:
+        sel.modify(sock, events)
 
 
 class UnixSocketSink(_FanoutSink):
