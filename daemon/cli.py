@@ -166,6 +166,7 @@ def _run(argv: list[str] | None) -> int:
     def reload_now() -> None:
         assert supervisor is not None
         with reloading:
+            supervisor.notifier.reloading()
             try:
                 new = load_config(config_path, overrides)
                 supervisor.reload(new, reload_model=True)
@@ -176,6 +177,8 @@ def _run(argv: list[str] | None) -> int:
                 log.error("reload: %s; the running settings and model stay", exc)
             except Exception:
                 log.exception("reload failed; the running settings and model stay")
+            finally:
+                supervisor.notifier.ready(supervisor.status_line())
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
         # The model loads for seconds: never in the handler, never twice at once.

@@ -9,7 +9,8 @@ Start-up, in the order that makes a typo fail first and fast::
 
 Readiness (:attr:`Supervisor.ready`, :meth:`Supervisor.status`) means all three: model
 loaded, inputs open, sinks bound. :meth:`Supervisor.health` gives each stage's seconds since
-its last progress, for a watchdog. :meth:`Supervisor.reload` swaps the model and settings
+its last progress; under systemd (:mod:`.notify`) they gate the watchdog pings, and readiness,
+live status and stopping are reported. :meth:`Supervisor.reload` swaps the model and settings
 between utterances without closing inputs or socket clients. :meth:`Supervisor.request_stop`
 only sets a flag, so a signal handler may call it.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TextIO
@@ -29,6 +31,7 @@ from typing import Any, TextIO
 from intentd.daemon.audio.sources import AudioSource, open_source
 from intentd.daemon.config import Config, InputConfig
 from intentd.daemon.engine.engine import DRAIN_GRACE_S, Engine, EngineSettings
+from intentd.daemon.engine.notify import Notifier
 from intentd.daemon.engine.stream import StreamSettings
 from intentd.daemon.engine.worker import WorkerSettings
 from intentd.daemon.errors import IntentdError
@@ -38,6 +41,9 @@ from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
 
 log = logging.getLogger(__name__)
+
+STALL_S = 30.0  # a stage without progress for this long is stalled: no watchdog pings
+STATUS_EVERY_S = 5.0
 
 BackendLoader = Callable[[str, int], ModelBackend]
 SourceOpener = Callable[[InputConfig], AudioSource]
@@ -65,8 +71,12 @@ def _default_loader(path: str, threads: int) -> ModelBackend:
 class Supervisor:
     def __init__(self, cfg: Config, *, load_backend: BackendLoader = _default_loader,
                  source_opener: SourceOpener = open_source,
-                 sink_opener: SinkOpener = open_sinks, stdout: TextIO | None = None) -> None:
+                 sink_opener: SinkOpener = open_sinks, stdout: TextIO | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        self._next_ping = self._next_status = 0.0
+        self._stalled: tuple[str, ...] = ()
         self._load_backend = load_backend
         self._open_source = source_opener
         self._open_sinks = sink_opener
@@ -144,6 +154,7 @@ class Supervisor:
                  ", ".join(s.name for s in self.router.sinks), self.backend.name,
                  self.cfg.model.verdict)
         self.ready.set()
+        self.notifier.ready(self.status_line())
         for listener in self._ready_listeners:
             listener()
 
@@ -168,6 +179,8 @@ class Supervisor:
                 if self.router is not None and self.router.all_dead():
                     log.info("no output is left to write events to: stopping")
                     self._stop.set()
+                self._tick()
+            self.notifier.stopping()
             if self._stop.is_set():
                 log.info("stop requested: finishing the current utterances")
             self.engine.stop(DRAIN_GRACE_S)
@@ -176,6 +189,34 @@ class Supervisor:
                 self.router.close()  # never leave a socket file behind
         self._log_summary()
         return self.exit_code()
+
+    def _tick(self) -> None:
+        """Watchdog pings while every stage makes progress (a stalled one stops them, so
+        systemd restarts the service), and the live status line."""
+        now = time.monotonic()
+        if self.notifier.watchdog_s and now >= self._next_ping:
+            self._next_ping = now + self.notifier.watchdog_s / 3
+            stalled = tuple(sorted(k for k, age in self.health().items() if age > STALL_S))
+            if stalled != self._stalled and stalled:
+                log.error("watchdog: %s made no progress for %.0f s; no more pings to systemd",
+                          ", ".join(stalled), STALL_S)
+            self._stalled = stalled
+            if not stalled:
+                self.notifier.watchdog()
+        if self.notifier.enabled and now >= self._next_status:
+            self._next_status = now + STATUS_EVERY_S
+            self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """The live figures for systemd's STATUS=."""
+        if self.engine is None:
+            return "starting"
+        stages = self.engine.streams().values()
+        wk = self.engine.worker.stats()
+        drops = sum(st.source.stats().get("dropped_blocks", 0) for st in stages)
+        running = sum(st.state == "running" for st in stages)
+        return (f"{running} of {len(stages)} stream(s) running; {wk['utterances']} utterances, "
+                f"{sum(wk['events'].values())} events, {drops} dropped blocks")
 
     def exit_code(self) -> int:
         assert self.engine is not None
