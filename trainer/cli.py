@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = _chosen_command(args_list)
         for key, value in _COMMAND_ENV.get(command or "", {}).items():
             os.environ.setdefault(key, value)
+        if not sys.stderr.isatty():
+            os.environ.setdefault("TQDM_DISABLE", "1")  # a log file gets lines, not bars
         if command is not None:
             extras.require(PROG)  # before the command's module imports what is missing
         parser = _build_parser(command)
