@@ -119,6 +119,7 @@ class OutputConfig:
     speech_events: bool = False
     window_events: bool = False  # a "window" event per classified window
     stream_name: str = ""  # stream of a single unnamed input; "" = derived from the source
+    stats_interval_s: float = 0.0  # a "stats" event this often; 0 = never
 
     @property
     def parsed_targets(self) -> tuple[OutputTarget, ...]:

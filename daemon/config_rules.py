@@ -91,6 +91,7 @@ RULES: dict[str, Rule] = {
     "output.speech_events": (bool, _ANY, "true or false"),
     "output.window_events": (bool, _ANY, "true or false"),
     "output.stream_name": (str, _ANY, "a stream name"),
+    "output.stats_interval_s": _float(0.0, 86400.0),
     "log_level": (str, lambda v: v.upper() in LOG_LEVELS, ", ".join(LOG_LEVELS)),  # type: ignore[attr-defined]
 }
 

@@ -361,3 +361,23 @@ def test_nan_and_inf_samples_are_read_as_silence(caplog: pytest.LogCaptureFixtur
     warnings = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
     assert warnings == ["stream dirty: the audio holds NaN or infinite samples; they are read "
                         "as silence (counted in the stream's nonfinite_samples)"]
+
+
+def test_stats_events_come_every_interval_in_order_with_the_others() -> None:
+    live = FedSource("live")
+    sup, sink = make(cfg_for("live", **{"output.stats_interval_s": 0.1}), {"live": live})
+    runner = threading.Thread(target=sup.run)
+    runner.start()
+    wait_until(lambda: sup.ready.is_set())
+    live.feed(two_commands())
+    wait_until(lambda: len(sink.verdicts("live")) == 2)
+    wait_until(lambda: sum(getattr(e, "TYPE", "") == "stats" for e in sink.events) >= 3)
+    live.close()
+    runner.join(timeout=10)
+    stats = [e for e in sink.events if getattr(e, "TYPE", "") == "stats"]
+    last = stats[-1]
+    assert [f.name for f in last.streams] == ["live"]
+    assert last.streams[0].audio_s > 5.0 and last.uptime_s > 0 and last.rss_mb > 10
+    assert [s.uptime_s for s in stats] == sorted(s.uptime_s for s in stats)
+    after = [e for e in stats if e.utterances == 2]
+    assert after and dict(after[-1].events)["intent"] == 2

@@ -13,6 +13,8 @@ from intentd.daemon.output.events import (
     SlotScore,
     SpeechEndEvent,
     SpeechStartEvent,
+    StatsEvent,
+    StreamFigures,
     iso_utc_ms,
     to_json_line,
 )
@@ -71,6 +73,21 @@ def test_slot_model_event_exact_line() -> None:
     none = _intent(type="no_match", intent=None, top=(LabelScore("_none", 0.9),), slots=())
     assert '"top": [{"intent": "_none", "score": 0.9}], "slots": {}, "utterance_id"' in (
         to_json_line(none))
+
+
+def test_stats_event_exact_line() -> None:
+    ev = StatsEvent(uptime_s=61.26, streams=(StreamFigures("kitchen", "running", 60.04, 3, 1, 0,
+                                                           2),),
+                    utterances=3, events=(("intent", 2), ("no_match", 1)),
+                    windows_classified=0, latency_ms_median=41.5, queue_items=4,
+                    rss_mb=512.345, ts=TS)
+    assert to_json_line(ev) == (
+        '{"v": 1, "type": "stats", "uptime_s": 61.3, "streams": {"kitchen": {"state": '
+        '"running", "audio_s": 60.0, "utterances": 3, "discarded": 1, "dropped_blocks": 0, '
+        '"overflows": 2}}, "utterances": 3, "events": {"intent": 2, "no_match": 1}, '
+        '"windows_classified": 0, "latency_ms_median": 41.5, "queue_items": 4, '
+        '"rss_mb": 512.3, "ts": "2024-05-01T12:00:03.457Z"}'
+    )
 
 
 def test_speech_events_exact_lines() -> None:

@@ -209,7 +209,7 @@ def test_discarded_utterance_emits_nothing_and_events_keep_order() -> None:
         ("speech_start", 0), ("speech_start", 1), ("intent", 1)]
     stats = worker.stats()
     assert stats["events"] == {"intent": 1, "no_match": 0, "speech_start": 2, "speech_end": 0,
-                               "window": 0}
+                               "window": 0, "stats": 0}
     assert stats["latency_ms_median"] == 250.0
 
 

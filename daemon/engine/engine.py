@@ -27,11 +27,12 @@ from typing import Any
 
 from intentd.daemon.audio.sources import AudioSource
 from intentd.daemon.engine.handover import put_unless
-from intentd.daemon.engine.items import STOP, StreamEnded
+from intentd.daemon.engine.items import STOP, EventItem, StreamEnded
 from intentd.daemon.engine.stream import StreamSettings, StreamStage
 from intentd.daemon.engine.worker import EventRouter, Worker, WorkerSettings
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model.backend import ModelBackend
+from intentd.daemon.output.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,18 @@ class Engine:
         return self.worker.swap(backend, settings.worker, model_name)
 
     # --- figures --------------------------------------------------------------------
+
+    def post(self, event: Event) -> bool:
+        """Hand ``event`` to the worker, which emits it in order with the others (sinks have
+        one producer); False, dropping it, when the work queue is full right now."""
+        try:
+            self._work.put_nowait(EventItem(event))
+        except queue.Full:
+            return False
+        return True
+
+    def queue_items(self) -> int:
+        return self._work.qsize()
 
     def streams(self) -> dict[str, StreamStage]:
         with self._lock:

@@ -22,6 +22,7 @@ alone (one log line) and the others go on; the exit code then says so (2 for bad
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from intentd.daemon.engine.stream import StreamSettings
 from intentd.daemon.engine.worker import WorkerSettings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
-from intentd.daemon.output.events import REJECT_LABEL
+from intentd.daemon.output.events import REJECT_LABEL, StatsEvent, StreamFigures
 from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
 
@@ -48,6 +49,15 @@ STATUS_EVERY_S = 5.0
 BackendLoader = Callable[[str, int], ModelBackend]
 SourceOpener = Callable[[InputConfig], AudioSource]
 SinkOpener = Callable[..., list[Sink]]
+
+
+def _rss_mb() -> float:
+    """Resident memory now (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def engine_settings(cfg: Config, rate_hz: int) -> EngineSettings:
@@ -75,7 +85,8 @@ class Supervisor:
                  notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
-        self._next_ping = self._next_status = 0.0
+        self._next_ping = self._next_status = self._next_stats = 0.0
+        self._started = time.monotonic()
         self._stalled: tuple[str, ...] = ()
         self._load_backend = load_backend
         self._open_source = source_opener
@@ -203,9 +214,29 @@ class Supervisor:
             self._stalled = stalled
             if not stalled:
                 self.notifier.watchdog()
+        every = self.cfg.output.stats_interval_s
+        if every > 0 and self.engine is not None and now >= self._next_stats:
+            if self._next_stats and not self.engine.post(self.stats_event()):
+                log.debug("stats event skipped: the work queue is full")
+            self._next_stats = now + every
         if self.notifier.enabled and now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
             self.notifier.status(self.status_line())
+
+    def stats_event(self) -> StatsEvent:
+        assert self.engine is not None
+        figures = []
+        for name, stage in self.engine.streams().items():
+            st, src = stage.stats(), stage.source.stats()
+            figures.append(StreamFigures(
+                name, st["state"], st["samples_in"] / max(1, stage.source.sample_rate_hz),
+                st["utterances"], st["discarded"], src.get("dropped_blocks", 0),
+                src.get("overflows", 0)))
+        wk = self.engine.worker.stats()
+        return StatsEvent(time.monotonic() - self._started, tuple(figures), wk["utterances"],
+                          tuple(sorted(wk["events"].items())), wk["windows_classified"],
+                          wk["latency_ms_median"], self.engine.queue_items(), _rss_mb(),
+                          time.time())
 
     def status_line(self) -> str:
         """The live figures for systemd's STATUS=."""

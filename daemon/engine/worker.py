@@ -148,7 +148,7 @@ class Worker:
         self.verdict_batches = 0
         self.utterances = 0
         self.events = {"intent": 0, "no_match": 0, "speech_start": 0, "speech_end": 0,
-                       "window": 0}
+                       "window": 0, "stats": 0}
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_KEEP)
 
     # --- control (any thread) -------------------------------------------------------

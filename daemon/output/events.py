@@ -99,7 +99,34 @@ class WindowEvent:
     ts: float
 
 
-Event = IntentEvent | SpeechStartEvent | SpeechEndEvent | WindowEvent
+@dataclass(frozen=True)
+class StreamFigures:
+    name: str
+    state: str  # running | ended | failed
+    audio_s: float  # audio read so far
+    utterances: int
+    discarded: int  # segments too short for a verdict
+    dropped_blocks: int  # live sources: audio lost to a full queue
+    overflows: int  # live sources: the device's own overruns
+
+
+@dataclass(frozen=True)
+class StatsEvent:
+    """Periodic figures (``output.stats_interval_s``), for dashboards and alerts."""
+
+    TYPE: ClassVar[str] = "stats"
+    uptime_s: float
+    streams: tuple[StreamFigures, ...]
+    utterances: int
+    events: tuple[tuple[str, int], ...]  # (event type, count), sorted by type
+    windows_classified: int
+    latency_ms_median: float | None
+    queue_items: int  # work waiting for the model worker
+    rss_mb: float
+    ts: float
+
+
+Event = IntentEvent | SpeechStartEvent | SpeechEndEvent | WindowEvent | StatsEvent
 
 
 def iso_utc_ms(ts: float) -> str:
@@ -168,6 +195,23 @@ def to_dict(event: Event) -> dict[str, object]:
             "start_s": _secs(event.start_s),
             "end_s": _secs(event.end_s),
             "top": [{"intent": t.intent, "score": _score(t.score)} for t in event.top],
+            "ts": iso_utc_ms(event.ts),
+        }
+    if isinstance(event, StatsEvent):
+        return {
+            "v": SCHEMA_VERSION,
+            "type": "stats",
+            "uptime_s": round(float(event.uptime_s), 1),
+            "streams": {f.name: {"state": f.state, "audio_s": round(float(f.audio_s), 1),
+                                 "utterances": f.utterances, "discarded": f.discarded,
+                                 "dropped_blocks": f.dropped_blocks, "overflows": f.overflows}
+                        for f in event.streams},
+            "utterances": int(event.utterances),
+            "events": dict(event.events),
+            "windows_classified": int(event.windows_classified),
+            "latency_ms_median": event.latency_ms_median,
+            "queue_items": int(event.queue_items),
+            "rss_mb": round(float(event.rss_mb), 1),
             "ts": iso_utc_ms(event.ts),
         }
     raise TypeError(f"not an intentd event: {type(event).__name__}")
