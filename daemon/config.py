@@ -120,6 +120,7 @@ class OutputConfig:
     window_events: bool = False  # a "window" event per classified window
     stream_name: str = ""  # stream of a single unnamed input; "" = derived from the source
     stats_interval_s: float = 0.0  # a "stats" event this often; 0 = never
+    metrics: str = ""  # Prometheus endpoint [HOST:]PORT (host 127.0.0.1); "" = none
 
     @property
     def parsed_targets(self) -> tuple[OutputTarget, ...]:

@@ -16,6 +16,7 @@ from intentd.daemon.audio.inputs import FORMS as SOURCE_FORMS
 from intentd.daemon.audio.inputs import parse_source
 from intentd.daemon.config_yaml import ConfigContext
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.metrics import parse_listen
 from intentd.daemon.output.targets import parse_target
 
 INPUT_FORMATS = ("s16le", "mulaw")
@@ -57,6 +58,14 @@ def _parses(parse: Callable[[str], object]) -> Check:
 
 _ANY: Check = lambda v: True  # noqa: E731
 
+
+def _listen_ok(v: str) -> bool:
+    try:
+        parse_listen(v)
+    except ConfigError:
+        return False
+    return True
+
 RULES: dict[str, Rule] = {
     "input.source": (str, _parses(parse_source), SOURCE_FORMS),
     "input.name": (str, lambda v: True, "a stream name"),
@@ -92,6 +101,8 @@ RULES: dict[str, Rule] = {
     "output.window_events": (bool, _ANY, "true or false"),
     "output.stream_name": (str, _ANY, "a stream name"),
     "output.stats_interval_s": _float(0.0, 86400.0),
+    "output.metrics": (str, lambda v: v == "" or _listen_ok(v),  # type: ignore[arg-type]
+                       "[HOST:]PORT, e.g. 9750 or 127.0.0.1:9750, or \"\" for none"),
     "log_level": (str, lambda v: v.upper() in LOG_LEVELS, ", ".join(LOG_LEVELS)),  # type: ignore[attr-defined]
 }
 

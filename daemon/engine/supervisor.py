@@ -34,10 +34,11 @@ from intentd.daemon.config import Config, InputConfig
 from intentd.daemon.engine.engine import DRAIN_GRACE_S, Engine, EngineSettings
 from intentd.daemon.engine.notify import Notifier
 from intentd.daemon.engine.stream import StreamSettings
-from intentd.daemon.engine.worker import WorkerSettings
+from intentd.daemon.engine.worker import LATENCY_BUCKETS_MS, WorkerSettings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import REJECT_LABEL, StatsEvent, StreamFigures
+from intentd.daemon.output.metrics import Figures, MetricsServer, StreamCounters
 from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
 
@@ -87,6 +88,8 @@ class Supervisor:
         self.notifier = notifier or Notifier()
         self._next_ping = self._next_status = self._next_stats = 0.0
         self._started = time.monotonic()
+        self.metrics: MetricsServer | None = None
+        self.model_load_s: float | None = None
         self._stalled: tuple[str, ...] = ()
         self._load_backend = load_backend
         self._open_source = source_opener
@@ -129,7 +132,9 @@ class Supervisor:
         return True
 
     def load_model(self) -> ModelBackend:
+        t0 = time.monotonic()
         self.backend = self._load_backend(self.cfg.model.path, self.cfg.model.threads)
+        self.model_load_s = time.monotonic() - t0
         if self.cfg.model.verdict != "utterance" and REJECT_LABEL in self.backend.labels:
             # Measured on 100 real coffee orders: every utterance came out no_match.
             log.warning("model.verdict %r with a model that has the rejection class %r: a 1 s "
@@ -142,6 +147,13 @@ class Supervisor:
     def open_outputs(self) -> None:
         self.router = Router(self._open_sinks(self.cfg.output.parsed_targets, self.cfg.output,
                                               stdout=self._stdout))
+        if self.cfg.output.metrics:
+            self.metrics = MetricsServer(self.cfg.output.metrics, self.metrics_figures)
+            try:
+                self.metrics.start()
+            except BaseException:
+                self.router.close()
+                raise
         self.sinks_bound = True
 
     def on_ready(self, listener: Callable[[], None]) -> None:
@@ -198,6 +210,8 @@ class Supervisor:
         finally:
             if self.router is not None:
                 self.router.close()  # never leave a socket file behind
+            if self.metrics is not None:
+                self.metrics.close()
         self._log_summary()
         return self.exit_code()
 
@@ -237,6 +251,30 @@ class Supervisor:
                           tuple(sorted(wk["events"].items())), wk["windows_classified"],
                           wk["latency_ms_median"], self.engine.queue_items(), _rss_mb(),
                           time.time())
+
+    def metrics_figures(self) -> Figures:
+        """What the Prometheus endpoint serves (read at scrape time, any thread)."""
+        streams: list[StreamCounters] = []
+        latency: tuple[list[int], float] = ([0] * (len(LATENCY_BUCKETS_MS) + 1), 0.0)
+        events: tuple[tuple[str, int], ...] = ()
+        queue_items, audio_s = 0, 0.0
+        if self.engine is not None:
+            for name, stage in self.engine.streams().items():
+                st, src = stage.stats(), stage.source.stats()
+                seconds = st["samples_in"] / max(1, stage.source.sample_rate_hz)
+                audio_s += seconds
+                streams.append(StreamCounters(name, st["state"] == "running", seconds,
+                                              st["utterances"], src.get("dropped_blocks", 0),
+                                              src.get("overflows", 0)))
+            worker = self.engine.worker
+            latency = (list(worker.latency_counts), worker.latency_sum_ms)
+            events = tuple(sorted(worker.stats()["events"].items()))
+            queue_items = self.engine.queue_items()
+        wall = time.monotonic() - self._started
+        return Figures(self.ready.is_set(), tuple(streams), events, queue_items,
+                       LATENCY_BUCKETS_MS, latency[0], latency[1],
+                       audio_s / wall if wall > 0 and streams else None, self.model_load_s,
+                       _rss_mb() * 2**20)
 
     def status_line(self) -> str:
         """The live figures for systemd's STATUS=."""

@@ -21,6 +21,7 @@ heartbeat and :meth:`stats`.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import queue
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 VERDICT_RULES = ("utterance", "mean", "max")
 LATENCY_KEEP = 1000  # latest verdict latencies kept for the median (bounded memory)
+# Upper bounds (ms) of the cumulative verdict-latency histogram (metrics); +inf is implied.
+LATENCY_BUCKETS_MS = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)
 
 
 class EventRouter(Protocol):
@@ -150,6 +153,8 @@ class Worker:
         self.events = {"intent": 0, "no_match": 0, "speech_start": 0, "speech_end": 0,
                        "window": 0, "stats": 0}
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_KEEP)
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # per bucket, last: +inf
+        self.latency_sum_ms = 0.0
 
     # --- control (any thread) -------------------------------------------------------
 
@@ -333,6 +338,8 @@ class Worker:
         )
         self.utterances += 1
         self._latencies.append(latency_ms)
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        self.latency_sum_ms += latency_ms
         log.debug("utterance %s/%d (%s): %s %.3f after %.1f ms", item.stream,
                   item.utterance_id, item.reason, best.intent, best.score, latency_ms)
         self._emit(event)
