@@ -14,9 +14,9 @@ replaces the file's inputs. :attr:`Config.inputs` holds them resolved, one per s
 each with its unique stream name.
 
 Relative paths written in a config file (``model.path``, a file source, ``unix:PATH``
-targets) are resolved against the directory of that file, so a service can be started from
-any working directory. Paths given as overrides (the command line) are taken as they are,
-i.e. relative to the current directory.
+targets, ``output.save_utterances_dir``) are resolved against the directory of that file,
+so a service can be started from any working directory. Paths given as overrides (the
+command line) are taken as they are, i.e. relative to the current directory.
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ class OutputConfig:
     stream_name: str = ""  # stream of a single unnamed input; "" = derived from the source
     stats_interval_s: float = 0.0  # a "stats" event this often; 0 = never
     metrics: str = ""  # Prometheus endpoint [HOST:]PORT (host 127.0.0.1); "" = none
+    save_utterances_dir: str = ""  # debug recordings (WAV + event JSON); "" = none
+    save_utterances_max_files: int = 1000
+    save_utterances_max_mb: float = 200.0
 
     @property
     def parsed_targets(self) -> tuple[OutputTarget, ...]:
@@ -216,8 +219,9 @@ def _resolve_paths(flat: dict[str, Any], base: Path) -> None:
     def res(v: str) -> str:
         return v if Path(v).is_absolute() else str(base / v)
 
-    if isinstance(m := flat.get("model.path"), str) and m:
-        flat["model.path"] = res(m)
+    for key in ("model.path", "output.save_utterances_dir"):
+        if isinstance(m := flat.get(key), str) and m:
+            flat[key] = res(m)
     if isinstance(src := flat.get("input.source"), str):
         flat["input.source"] = _resolve_source(src, res)
     if isinstance(tg := flat.get("output.targets"), list):

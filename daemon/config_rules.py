@@ -101,6 +101,9 @@ RULES: dict[str, Rule] = {
     "output.window_events": (bool, _ANY, "true or false"),
     "output.stream_name": (str, _ANY, "a stream name"),
     "output.stats_interval_s": _float(0.0, 86400.0),
+    "output.save_utterances_dir": (str, _ANY, "a directory path, or \"\" for none"),
+    "output.save_utterances_max_files": _int(1, 10_000_000),
+    "output.save_utterances_max_mb": _float(0.0, 1e7, lo_open=True),
     "output.metrics": (str, lambda v: v == "" or _listen_ok(v),  # type: ignore[arg-type]
                        "[HOST:]PORT, e.g. 9750 or 127.0.0.1:9750, or \"\" for none"),
     "log_level": (str, lambda v: v.upper() in LOG_LEVELS, ", ".join(LOG_LEVELS)),  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from intentd.daemon.audio.sources import AudioSource
 from intentd.daemon.engine.handover import put_unless
 from intentd.daemon.engine.items import STOP, EventItem, StreamEnded
 from intentd.daemon.engine.stream import StreamSettings, StreamStage
-from intentd.daemon.engine.worker import EventRouter, Worker, WorkerSettings
+from intentd.daemon.engine.worker import EventRouter, Recorder, Worker, WorkerSettings
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import Event
@@ -50,7 +50,7 @@ class Engine:
     """Owns the stream threads and the worker thread; thread-safe control methods."""
 
     def __init__(self, backend: ModelBackend, settings: EngineSettings, router: EventRouter,
-                 model_name: str | None = None) -> None:
+                 model_name: str | None = None, recorder: Recorder | None = None) -> None:
         self.settings = settings
         self._work: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_items)
         self._abort = threading.Event()
@@ -59,7 +59,8 @@ class Engine:
         self._threads: dict[str, threading.Thread] = {}
         self._done: dict[str, StreamEnded] = {}  # streams whose last item the worker handled
         self.worker = Worker(backend, settings.worker, router, self._work,
-                             model_name=model_name, on_stream_ended=self._stream_ended)
+                             model_name=model_name, on_stream_ended=self._stream_ended,
+                             recorder=recorder)
         self._worker_thread = threading.Thread(target=self._run_worker, name="intentd-worker",
                                                daemon=True)
         self.worker_error: BaseException | None = None

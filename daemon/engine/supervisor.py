@@ -39,6 +39,7 @@ from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import REJECT_LABEL, StatsEvent, StreamFigures
 from intentd.daemon.output.metrics import Figures, MetricsServer, StreamCounters
+from intentd.daemon.output.recordings import UtteranceRecorder
 from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
 
@@ -89,6 +90,7 @@ class Supervisor:
         self._next_ping = self._next_status = self._next_stats = 0.0
         self._started = time.monotonic()
         self.metrics: MetricsServer | None = None
+        self.recorder: UtteranceRecorder | None = None
         self.model_load_s: float | None = None
         self._stalled: tuple[str, ...] = ()
         self._load_backend = load_backend
@@ -147,13 +149,22 @@ class Supervisor:
     def open_outputs(self) -> None:
         self.router = Router(self._open_sinks(self.cfg.output.parsed_targets, self.cfg.output,
                                               stdout=self._stdout))
-        if self.cfg.output.metrics:
-            self.metrics = MetricsServer(self.cfg.output.metrics, self.metrics_figures)
-            try:
+        out = self.cfg.output
+        try:
+            if out.metrics:
+                self.metrics = MetricsServer(out.metrics, self.metrics_figures)
                 self.metrics.start()
-            except BaseException:
-                self.router.close()
-                raise
+            if out.save_utterances_dir:
+                assert self.backend is not None, "load_model() first"
+                self.recorder = UtteranceRecorder(
+                    out.save_utterances_dir, out.save_utterances_max_files,
+                    int(out.save_utterances_max_mb * 2**20), self.backend.sample_rate_hz)
+                self.recorder.start()
+        except BaseException:
+            self.router.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            raise
         self.sinks_bound = True
 
     def on_ready(self, listener: Callable[[], None]) -> None:
@@ -168,7 +179,7 @@ class Supervisor:
             self.open_outputs()
         assert self.backend is not None and self.router is not None
         self.engine = Engine(self.backend, engine_settings(self.cfg, self.backend.sample_rate_hz),
-                             self.router, model_name=self.backend.name)
+                             self.router, model_name=self.backend.name, recorder=self.recorder)
         self.engine.start()
         for name, source in list(self.sources.items()):
             if self._try(name, source.start):
@@ -212,6 +223,8 @@ class Supervisor:
                 self.router.close()  # never leave a socket file behind
             if self.metrics is not None:
                 self.metrics.close()
+            if self.recorder is not None:
+                self.recorder.close()
         self._log_summary()
         return self.exit_code()
 

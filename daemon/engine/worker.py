@@ -65,6 +65,10 @@ class EventRouter(Protocol):
     def emit(self, event: Event) -> None: ...
 
 
+class Recorder(Protocol):
+    def submit(self, event: IntentEvent, audio: np.ndarray) -> None: ...
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     verdict: str = "utterance"
@@ -89,6 +93,7 @@ class _Utterance:
     backend: ModelBackend
     window_probs: list[np.ndarray] = field(default_factory=list)
     scorer: UtteranceScorer | None = None
+    audio: list[np.ndarray] = field(default_factory=list)  # for the recorder only
 
 
 def combine_windows(window_probs: np.ndarray, rule: str) -> np.ndarray:
@@ -131,6 +136,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_stream_ended: Callable[[StreamEnded], None] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings
@@ -140,6 +146,7 @@ class Worker:
         self._clock = clock
         self._wall_clock = wall_clock
         self._on_stream_ended = on_stream_ended
+        self.recorder = recorder  # output.save_utterances_dir: gets each utterance's audio
         self._utts: dict[tuple[str, int], _Utterance] = {}
         self._swap_lock = threading.Lock()
         self._pending: tuple[ModelBackend, WorkerSettings, str, threading.Event] | None = None
@@ -278,6 +285,8 @@ class Worker:
         if utt.scorer is None:
             utt.scorer = utt.backend.utterance_scorer()
         utt.scorer.push(np.asarray(item.samples, dtype=np.float32))
+        if self.recorder is not None:
+            utt.audio.append(np.asarray(item.samples, dtype=np.float32))
 
     # --- pass 2: verdicts -----------------------------------------------------------
 
@@ -343,6 +352,8 @@ class Worker:
         log.debug("utterance %s/%d (%s): %s %.3f after %.1f ms", item.stream,
                   item.utterance_id, item.reason, best.intent, best.score, latency_ms)
         self._emit(event)
+        if self.recorder is not None and utt.audio:
+            self.recorder.submit(event, np.concatenate(utt.audio))
 
     def _emit_window(self, item: WindowItem, probs: np.ndarray) -> None:
         utt = self._utts.get((item.stream, item.utterance_id))
