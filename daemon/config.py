@@ -53,6 +53,7 @@ class InputConfig:
     block_ms: int = 30
     queue_blocks: int = 200
     name: str = ""  # the events' stream; "" = derived from the source
+    wait_for_device: bool = False  # mic: wait for a device missing at start-up
 
     @property
     def spec(self) -> SourceSpec:

@@ -70,6 +70,7 @@ RULES: dict[str, Rule] = {
     "input.source": (str, _parses(parse_source), SOURCE_FORMS),
     "input.name": (str, lambda v: True, "a stream name"),
     "input.rate_hz": _int(1000, 384000),
+    "input.wait_for_device": (bool, _ANY, "true or false"),
     "input.channels": _int(1, 32),
     "input.format": _choice(INPUT_FORMATS),
     "input.realtime": (bool, _ANY, "true or false"),

@@ -233,7 +233,8 @@ def open_source(cfg: InputConfig) -> AudioSource:
     if cfg.kind == "mic":
         from intentd.daemon.audio.mic import MicSource
 
-        return MicSource(cfg.device, None, cfg.block_ms, cfg.queue_blocks)
+        return MicSource(cfg.device, None, cfg.block_ms, cfg.queue_blocks,
+                         wait_for_device=cfg.wait_for_device)
     if cfg.kind == "stdin":
         return StdinSource(cfg.rate_hz, cfg.channels, cfg.format, cfg.block_ms, cfg.queue_blocks)
     assert cfg.path is not None
