@@ -21,7 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from intentd.daemon import __version__
-from intentd.daemon.errors import IntentdError
+from intentd.daemon.errors import ConfigError, IntentdError
 
 if TYPE_CHECKING:
     from intentd.daemon.config import Config
@@ -105,8 +105,20 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _event_stdout() -> TextIO:
-    """A private handle on the real stdout; fd 1 then goes to stderr for stray prints."""
+def _event_stdout(cfg: Config) -> TextIO | None:
+    """A private handle on the real stdout; fd 1 then goes to stderr for stray prints.
+    None when the process has no stdout (started with ``>&-``)."""
+    if sys.stdout is None:
+        if any(t.kind == "stdout" for t in cfg.output.parsed_targets):
+            raise ConfigError("stdout is closed, so events cannot go there; redirect it "
+                              "(> FILE) or pass --output unix:PATH or --output tcp:HOST:PORT")
+        # Hold descriptor 1 with /dev/null: a socket opened later would get it otherwise,
+        # and a library's stray print would land among a client's events.
+        with contextlib.suppress(OSError):
+            fd = os.open(os.devnull, os.O_WRONLY)
+            if fd != 1:
+                os.close(fd)
+        return None
     try:
         sys.stdout.flush()
         fd = os.dup(sys.stdout.fileno())
@@ -148,7 +160,7 @@ def _run(argv: list[str] | None) -> int:
 
     from intentd.daemon.engine.supervisor import Supervisor
 
-    out = _event_stdout()
+    out = _event_stdout(cfg)
     supervisor: Supervisor | None = None
     stops = 0
 
@@ -215,7 +227,9 @@ def _run(argv: list[str] | None) -> int:
         if supervisor.router is not None:
             supervisor.router.close()  # never leave a socket file behind
         raise
-    out.flush()
+    if out is not None:
+        with contextlib.suppress(OSError, ValueError):
+            out.flush()
     return code
 
 

@@ -183,6 +183,15 @@ def _model_cases(tmp: Path, model: Path, wav: str) -> list[Case]:
     ]
 
 
+def _closed_stdout(case: Case) -> tuple[Case, subprocess.CompletedProcess[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # The shell's >&- starts the daemon without a descriptor 1.
+    cmd = " ".join(f"'{a}'" for a in [sys.executable, "-m", "intentd.daemon", *case.args])
+    p = subprocess.run(["bash", "-c", f"exec {cmd} >&-"], env=env, capture_output=False,
+                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=300)
+    return case, subprocess.CompletedProcess(p.args, p.returncode, b"", p.stderr)
+
+
 def _output_cases(tmp: Path, model: Path, wav: str) -> list[Case]:
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
@@ -214,4 +223,9 @@ def test_bad_input_table(compact_model: Path, synth_data: Path, tmp_path: Path) 
     assert len(cases) >= 50
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(_run, cases))
+    run = ["--model", str(compact_model), "--no-realtime", "--input", good]
+    results.append(_closed_stdout(Case("stdout closed, stdout the output", run, 2,
+                                       "stdout is closed")))
+    results.append(_closed_stdout(Case("stdout closed, events to a socket",
+                                       [*run, "--output", f"unix:{tmp_path}/ev.sock"], 0)))
     _check(results)
