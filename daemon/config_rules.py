@@ -24,7 +24,8 @@ VAD_FRAME_MS = (10, 20, 30)
 VERDICTS = ("utterance", "mean", "max")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _UNIX_MODE_RE = re.compile(r"^0?[0-7]{3}$")
-_MODE_ALLOWED = 'an octal mode as a quoted string, e.g. "0660"'
+_MODE_ALLOWED = ('an octal mode as a quoted string, not writable by others (any local user '
+                 'could connect and read every event), e.g. "0660"')
 
 Check = Callable[[object], bool]
 Rule = tuple[type, Check, str]
@@ -96,7 +97,8 @@ RULES: dict[str, Rule] = {
     "model.top_k": _int(1, 1000),
     "model.queue_windows": _int(1, 100000),
     "output.targets": (tuple, lambda v: len(v) > 0, "a non-empty list of targets"),  # type: ignore[arg-type]
-    "output.unix_mode": (str, lambda v: bool(_UNIX_MODE_RE.match(v)), _MODE_ALLOWED),  # type: ignore[arg-type]
+    "output.unix_mode": (str, lambda v: bool(_UNIX_MODE_RE.match(v))  # type: ignore[arg-type]
+                         and not int(v, 8) & 0o002, _MODE_ALLOWED),
     "output.client_buffer_events": _int(1, 10_000_000),
     "output.speech_events": (bool, _ANY, "true or false"),
     "output.window_events": (bool, _ANY, "true or false"),

@@ -91,6 +91,7 @@ def _config_cases(tmp: Path) -> list[Case]:
         "bad output scheme": ("output:\n  targets: [mqtt://x]\n", "output.targets"),
         "output listed twice": ("output:\n  targets: [stdout, stdout]\n", "listed twice"),
         "empty inputs list": ("inputs: []\n", "inputs"),
+        "world-writable socket": ('output:\n  unix_mode: "0666"\n', "not writable by others"),
     }
     for name, (text, says) in extra.items():
         cfg = tmp / name.replace(" ", "_") / "bad.yaml"

@@ -126,6 +126,9 @@ def parse_mode(value: object) -> int:
                               "use e.g. \"0660\"") from None
     if not 0 <= mode <= 0o777:
         raise ConfigError(f"output.unix_mode: {value!r} is out of range; use e.g. \"0660\"")
+    if mode & 0o002:
+        raise ConfigError(f"output.unix_mode: {value!r} lets any local user connect and read "
+                          "every event; use e.g. \"0660\" and a group")
     return mode
 
 
