@@ -293,6 +293,10 @@ class UnixSocketSink(_FanoutSink):
         self._bound = False
 
     def _make_listener(self) -> socket.socket:
+        inherited = _activated_socket(self.path)
+        if inherited is not None:  # systemd made it (intentd.socket) and keeps it
+            log.info("listening on unix:%s (from systemd socket activation)", self.path)
+            return inherited
         where = f"output unix:{self.path}"
         parent = Path(self.path).parent
         if not parent.is_dir():
@@ -327,6 +331,27 @@ class UnixSocketSink(_FanoutSink):
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             self._bound = False
+
+
+def _activated_socket(path: str) -> socket.socket | None:
+    """The listening unix socket at ``path`` among those systemd passed (``LISTEN_FDS``, from
+    descriptor 3; ``sd_listen_fds(3)``), or None."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    for fd in range(3, 3 + count):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        if sock.family == socket.AF_UNIX and sock.getsockname() == os.path.abspath(path):
+            sock.setblocking(False)
+            return sock
+        sock.detach()  # not ours: leave the descriptor as it is
+    return None
 
 
 def _unix_socket_alive(path: str) -> bool:
