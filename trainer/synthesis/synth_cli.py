@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 
 from intentd.trainer.synthesis import negatives, pauses
@@ -60,7 +61,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=d.jobs,
                         help=f"worker processes (default {d.jobs})")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (none either when stderr is not a terminal)")
 
 
 def _name_list(value: str) -> tuple[str, ...]:
@@ -80,7 +82,7 @@ def options_from_args(args: argparse.Namespace) -> SynthOptions:
         test_accents=args.test_accents, gen_timbres=args.gen_timbres,
         pause_share=args.pause_share, jobs=args.jobs,
         seed=args.seed,
-        progress=not args.no_progress)
+        progress=not args.no_progress and sys.stderr.isatty())
 
 
 def run_synth(args: argparse.Namespace) -> int:
