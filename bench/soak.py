@@ -112,6 +112,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     wavs = [build_stream(args.spec, seed, args.minutes, work) for seed in range(args.streams)]
     events, rss, ready_s = run(args.model, wavs, work / "events1.jsonl")
+    (work / "rss.json").write_text(json.dumps(rss))  # (seconds, MB), for a plot
     again, _, _ = run(args.model, wavs, work / "events2.jsonl")
     wall = rss[-1][0] if rss else 0.0
     # The baseline: after the settling share of the run, and never before the daemon is
