@@ -38,7 +38,7 @@ from intentd.daemon.engine.worker import LATENCY_BUCKETS_MS, WorkerSettings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import REJECT_LABEL, StatsEvent, StreamFigures
-from intentd.daemon.output.metrics import Figures, MetricsServer, StreamCounters
+from intentd.daemon.output.metrics import Figures, MetricsServer
 from intentd.daemon.output.recordings import UtteranceRecorder
 from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
@@ -250,8 +250,10 @@ class Supervisor:
             self._next_status = now + STATUS_EVERY_S
             self.notifier.status(self.status_line())
 
-    def stats_event(self) -> StatsEvent:
-        assert self.engine is not None
+    def _stream_figures(self) -> tuple[StreamFigures, ...]:
+        """Each stream's figures, as stats events, the metrics and the status line use them."""
+        if self.engine is None:
+            return ()
         figures = []
         for name, stage in self.engine.streams().items():
             st, src = stage.stats(), stage.source.stats()
@@ -259,32 +261,31 @@ class Supervisor:
                 name, st["state"], st["samples_in"] / max(1, stage.source.sample_rate_hz),
                 st["utterances"], st["discarded"], src.get("dropped_blocks", 0),
                 src.get("overflows", 0)))
+        return tuple(figures)
+
+    def stats_event(self) -> StatsEvent:
+        assert self.engine is not None
         wk = self.engine.worker.stats()
-        return StatsEvent(time.monotonic() - self._started, tuple(figures), wk["utterances"],
+        return StatsEvent(time.monotonic() - self._started, self._stream_figures(),
+                          wk["utterances"],
                           tuple(sorted(wk["events"].items())), wk["windows_classified"],
                           wk["latency_ms_median"], self.engine.queue_items(), _rss_mb(),
                           time.time())
 
     def metrics_figures(self) -> Figures:
         """What the Prometheus endpoint serves (read at scrape time, any thread)."""
-        streams: list[StreamCounters] = []
+        streams = self._stream_figures()
         latency: tuple[list[int], float] = ([0] * (len(LATENCY_BUCKETS_MS) + 1), 0.0)
         events: tuple[tuple[str, int], ...] = ()
-        queue_items, audio_s = 0, 0.0
+        queue_items = 0
+        audio_s = sum(s.audio_s for s in streams)
         if self.engine is not None:
-            for name, stage in self.engine.streams().items():
-                st, src = stage.stats(), stage.source.stats()
-                seconds = st["samples_in"] / max(1, stage.source.sample_rate_hz)
-                audio_s += seconds
-                streams.append(StreamCounters(name, st["state"] == "running", seconds,
-                                              st["utterances"], src.get("dropped_blocks", 0),
-                                              src.get("overflows", 0)))
             worker = self.engine.worker
             latency = (list(worker.latency_counts), worker.latency_sum_ms)
             events = tuple(sorted(worker.stats()["events"].items()))
             queue_items = self.engine.queue_items()
         wall = time.monotonic() - self._started
-        return Figures(self.ready.is_set(), tuple(streams), events, queue_items,
+        return Figures(self.ready.is_set(), streams, events, queue_items,
                        LATENCY_BUCKETS_MS, latency[0], latency[1],
                        audio_s / wall if wall > 0 and streams else None, self.model_load_s,
                        _rss_mb() * 2**20)
@@ -293,11 +294,11 @@ class Supervisor:
         """The live figures for systemd's STATUS=."""
         if self.engine is None:
             return "starting"
-        stages = self.engine.streams().values()
+        streams = self._stream_figures()
         wk = self.engine.worker.stats()
-        drops = sum(st.source.stats().get("dropped_blocks", 0) for st in stages)
-        running = sum(st.state == "running" for st in stages)
-        return (f"{running} of {len(stages)} stream(s) running; {wk['utterances']} utterances, "
+        drops = sum(s.dropped_blocks for s in streams)
+        running = sum(s.state == "running" for s in streams)
+        return (f"{running} of {len(streams)} stream(s) running; {wk['utterances']} utterances, "
                 f"{sum(wk['events'].values())} events, {drops} dropped blocks")
 
     def exit_code(self) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.events import StreamFigures
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +23,9 @@ _LISTEN = re.compile(r"^(?:(?P<host>[^:\s]+|\[[0-9A-Fa-f:.]+\]):)?(?P<port>\d{1,
 
 
 @dataclass(frozen=True)
-class StreamCounters:
-    name: str
-    running: bool
-    audio_s: float
-    utterances: int
-    dropped_blocks: int
-    overflows: int
-
-
-@dataclass(frozen=True)
 class Figures:
     ready: bool
-    streams: tuple[StreamCounters, ...]
+    streams: tuple[StreamFigures, ...]  # the same per-stream figures as stats events
     events: tuple[tuple[str, int], ...]
     queue_items: int
     latency_bounds_ms: Sequence[float]  # histogram upper bounds; +inf implied
@@ -84,7 +75,7 @@ class _Collector:
         up = GaugeMetricFamily("intentd_stream_running", "1 while the stream runs",
                                labels=["stream"])
         for s in f.streams:
-            up.add_metric([s.name], float(s.running))
+            up.add_metric([s.name], float(s.state == "running"))
         yield up
         ev = CounterMetricFamily("intentd_events", "events emitted, by type", labels=["type"])
         for kind, n in f.events:
