@@ -36,6 +36,7 @@ EPILOG = """examples:
   intentd --model models/bank --input line7=calls/7.wav --input line8=calls/8.wav --no-realtime
   arecord -q -f S16_LE -r 16000 -c 1 | intentd --model models/home --input -
   intentd --model models/home --output unix:/run/intentd/events.sock
+  intentd --model models/home --wyoming tcp://0.0.0.0:10300    (Home Assistant)
   intentd --check-config --config /etc/intentd/config.yaml
 
 signals: SIGTERM/SIGINT finish the current utterances and stop; SIGHUP re-reads the config
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", choices=("s16le", "mulaw"), help="stdin only: encoding")
     p.add_argument("--output", action="append", metavar="TARGET",
                    help="stdout | unix:PATH | tcp:HOST:PORT (repeat for several)")
+    p.add_argument("--wyoming", metavar="URI",
+                   help="serve Home Assistant's Wyoming protocol: tcp://HOST:PORT (e.g. "
+                        "tcp://0.0.0.0:10300) or unix://PATH (wyoming.uri); without --input "
+                        "no local input is opened")
     p.add_argument("--list-devices", action="store_true",
                    help="list audio capture devices and exit")
     p.add_argument("--check-config", action="store_true",
@@ -93,12 +98,14 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     """Dotted config keys for the options given (None = not given)."""
     return {
         "model.path": args.model,
-        "inputs": list(args.input) if args.input else None,
+        # --wyoming alone: its clients are the streams (no microphone opened by default).
+        "inputs": list(args.input) if args.input else [] if args.wyoming else None,
         "input.rate_hz": args.input_rate,
         "input.channels": args.input_channels,
         "input.format": args.input_format,
         "input.realtime": args.realtime,
         "output.targets": list(args.output) if args.output else None,
+        "wyoming.uri": args.wyoming,
         "model.threshold": args.threshold,
         "model.verdict": args.verdict,
         "log_level": args.log_level.upper() if args.log_level else None,

@@ -34,13 +34,15 @@ from intentd.daemon.audio.inputs import (
     unique_names,
 )
 from intentd.daemon.audio.windowing import WindowSpec
-from intentd.daemon.config_rules import RULES, typed, unknown_key
+from intentd.daemon.config_rules import RULES, parse_hooks, typed, unknown_key
 from intentd.daemon.config_yaml import ConfigContext, read_yaml
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.output.targets import OutputTarget, parse_target, parse_targets
+from intentd.daemon.wyoming.settings import WyomingConfig
 
-__all__ = ["Config", "InputConfig", "ModelConfig", "OutputConfig", "OutputTarget", "VadConfig",
-           "WindowsConfig", "known_keys", "load_config", "parse_target"]
+__all__ = ["Config", "InputConfig", "ModelConfig", "MqttConfig", "OutputConfig", "OutputTarget",
+           "VadConfig", "WindowsConfig", "WyomingConfig", "known_keys", "load_config",
+           "parse_target"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ class OutputConfig:
     save_utterances_dir: str = ""  # debug recordings (WAV + event JSON); "" = none
     save_utterances_max_files: int = 1000
     save_utterances_max_mb: float = 200.0
+    hook_timeout_s: float = 10.0  # exec: targets and hooks: a run longer than this is killed
+    hook_max_running: int = 4  # hook processes at once; more wait in a queue
+    hook_queue_events: int = 100  # events waiting for a hook; beyond, the oldest are dropped
 
     @property
     def parsed_targets(self) -> tuple[OutputTarget, ...]:
@@ -136,18 +141,45 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """Settings of ``mqtt://``/``mqtts://`` targets (:mod:`intentd.daemon.output.mqtt`)."""
+
+    qos: int = 1  # 0: at most once; 1: at least once (the Hermes default); 2: exactly once
+    retain: bool = False
+    hermes: bool = True  # hermes/intent/<name> and hermes/nlu/intentNotRecognized
+    events: bool = True  # intentd's own event JSON on <topic_prefix>/<stream>/event
+    topic_prefix: str = "intentd"
+    site_id: str = ""  # Hermes siteId; "" = the stream's name
+    lang: str = ""  # Hermes lang; "" = null
+    client_id: str = ""  # "" = intentd-<host>-<pid>
+    username: str = ""  # when the URL has none
+    password: str = field(default="", repr=False)
+    ca_file: str = ""  # mqtts: CA bundle; "" = the system's
+    cert_file: str = ""  # mqtts: client certificate (with key_file)
+    key_file: str = ""
+    keepalive_s: int = 60
+    queue_events: int = 10000  # waiting while the broker is away; beyond, oldest dropped
+    reconnect_max_s: float = 30.0  # reconnect backoff doubles from 1 s up to this
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
     log_level: str = "INFO"
+    # intent -> argv run when it is recognized (intentd.daemon.output.hooks)
+    hooks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Resolved by load_config: one entry per stream, each named. Empty: the ``input`` alone.
     inputs: tuple[InputConfig, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.inputs:
+        # With the Wyoming server on, no inputs is a valid choice: its clients are the streams.
+        if not self.inputs and not self.wyoming.uri:
             name = self.input.name or self.output.stream_name
             if not name:
                 try:
@@ -159,21 +191,23 @@ class Config:
 
 _SECTIONS: dict[str, type] = {
     "input": InputConfig, "vad": VadConfig, "windows": WindowsConfig, "model": ModelConfig,
-    "output": OutputConfig,
+    "output": OutputConfig, "mqtt": MqttConfig, "wyoming": WyomingConfig,
 }
 _TOP_SCALARS = ("log_level",)
 INPUTS_KEY = "inputs"
+HOOKS_KEY = "hooks"
 _INPUTS_ALLOWED = ("a list of inputs, each [NAME=]SOURCE or a mapping with source, name and "
                    "input.* keys (a single input goes under input:)")
 
 
 def known_keys() -> list[str]:
     keys = [f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in fields(cls)]
-    return [*keys, *_TOP_SCALARS, INPUTS_KEY]
+    return [*keys, *_TOP_SCALARS, INPUTS_KEY, HOOKS_KEY]
 
 
 def _unknown(ctx: ConfigContext, key: str) -> ConfigError:
-    return unknown_key(ctx, key, known_keys(), [*_SECTIONS, *_TOP_SCALARS, INPUTS_KEY])
+    return unknown_key(ctx, key, known_keys(), [*_SECTIONS, *_TOP_SCALARS, INPUTS_KEY,
+                                                HOOKS_KEY])
 
 
 # --------------------------------------------------------------------------- loading
@@ -204,7 +238,7 @@ def _flatten(data: Mapping[str, Any], ctx: ConfigContext) -> dict[str, Any]:
 
 def _coerce_override(value: object, target: type) -> object:
     """Command-line values arrive as strings; turn them into the field's type when possible."""
-    if not isinstance(value, str) or target in (str, tuple):
+    if not isinstance(value, str) or target in (str, tuple, list):
         return value
     if target is bool:
         return {"true": True, "yes": True, "false": False, "no": False}.get(value.lower(), value)
@@ -220,7 +254,8 @@ def _resolve_paths(flat: dict[str, Any], base: Path) -> None:
     def res(v: str) -> str:
         return v if Path(v).is_absolute() else str(base / v)
 
-    for key in ("model.path", "output.save_utterances_dir"):
+    for key in ("model.path", "output.save_utterances_dir", "mqtt.ca_file", "mqtt.cert_file",
+                "mqtt.key_file"):
         if isinstance(m := flat.get(key), str) and m:
             flat[key] = res(m)
     if isinstance(src := flat.get("input.source"), str):
@@ -230,6 +265,13 @@ def _resolve_paths(flat: dict[str, Any], base: Path) -> None:
             "unix:" + res(t[5:]) if isinstance(t, str) and t.startswith("unix:") and t[5:] else t
             for t in tg
         ]
+    if isinstance(hooks := flat.get(HOOKS_KEY), dict):
+        for intent, argv in hooks.items():
+            if isinstance(argv, str):
+                argv = [argv]
+            # A program named by a relative path ("scripts/lights") lives beside the config.
+            if isinstance(argv, list) and argv and isinstance(argv[0], str) and "/" in argv[0]:
+                hooks[intent] = [res(argv[0]), *argv[1:]]
     if isinstance(entries := flat.get(INPUTS_KEY), list):
         for i, e in enumerate(entries):
             if isinstance(e, str):
@@ -281,12 +323,14 @@ def _check_name(where: str, name: str, ctx: ConfigContext) -> None:
 
 
 def _resolve_inputs(entries: object, base: InputConfig, stream_name: str,
-                    ctx: ConfigContext) -> tuple[InputConfig, ...]:
+                    ctx: ConfigContext, wyoming: bool = False) -> tuple[InputConfig, ...]:
     if entries is None:
         inputs = [base]
     else:
         if isinstance(entries, str):
             entries = [entries]
+        if wyoming and isinstance(entries, list | tuple) and not entries:
+            return ()  # only the Wyoming server's connections (``inputs: []``, --wyoming)
         if not isinstance(entries, list | tuple) or not entries:
             raise ctx.fail(INPUTS_KEY, entries, _INPUTS_ALLOWED)
         inputs = [_input_entry(i, e, base, ctx) for i, e in enumerate(entries)]
@@ -327,6 +371,7 @@ def load_config(
             raise _unknown(ctx, key)
         flat[key] = value if key == INPUTS_KEY else _coerce_override(value, RULES[key][0])
     entries = flat.pop(INPUTS_KEY, None)
+    hooks = parse_hooks(flat.pop(HOOKS_KEY, None), ctx)
     values = {key: typed(key, value, ctx) for key, value in flat.items()}
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -337,7 +382,9 @@ def load_config(
     if sections["input"].name:
         _check_name("input.name", sections["input"].name, ctx)
     sections["inputs"] = _resolve_inputs(entries, sections["input"],
-                                         sections["output"].stream_name, ctx)
+                                         sections["output"].stream_name, ctx,
+                                         wyoming=bool(sections["wyoming"].uri))
+    sections["hooks"] = hooks
     cfg = Config(**sections)
     _cross_check(cfg, ctx)
     return cfg

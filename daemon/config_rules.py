@@ -18,6 +18,8 @@ from intentd.daemon.config_yaml import ConfigContext
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.output.metrics import parse_listen
 from intentd.daemon.output.targets import parse_target
+from intentd.daemon.wyoming.settings import FORMS as WYOMING_FORMS
+from intentd.daemon.wyoming.settings import parse_uri
 
 INPUT_FORMATS = ("s16le", "mulaw")
 VAD_FRAME_MS = (10, 20, 30)
@@ -109,6 +111,33 @@ RULES: dict[str, Rule] = {
     "output.save_utterances_max_mb": _float(0.0, 1e7, lo_open=True),
     "output.metrics": (str, lambda v: v == "" or _listen_ok(v),  # type: ignore[arg-type]
                        "[HOST:]PORT, e.g. 9750 or 127.0.0.1:9750, or \"\" for none"),
+    "output.hook_timeout_s": _float(0.0, 86400.0, lo_open=True),
+    "output.hook_max_running": _int(1, 256),
+    "output.hook_queue_events": _int(1, 1_000_000),
+    "mqtt.qos": _choice((0, 1, 2), int),
+    "mqtt.retain": (bool, _ANY, "true or false"),
+    "mqtt.hermes": (bool, _ANY, "true or false"),
+    "mqtt.events": (bool, _ANY, "true or false"),
+    "mqtt.topic_prefix": (str, lambda v: bool(v) and not set(v) & set("#+")  # type: ignore[arg-type]
+                          and not v.startswith("/") and not v.endswith("/"),  # type: ignore[attr-defined]
+                          "a topic without wildcards or leading/trailing /, e.g. intentd"),
+    "mqtt.site_id": (str, lambda v: not set(v) & set("#+/"),  # type: ignore[arg-type]
+                     "a site name without # + /, or \"\" for the stream's name"),
+    "mqtt.lang": (str, _ANY, "a language code such as en, or \"\""),
+    "mqtt.client_id": (str, lambda v: len(v) <= 128, "at most 128 characters"),  # type: ignore[arg-type]
+    "mqtt.username": (str, _ANY, "a user name, or \"\""),
+    "mqtt.password": (str, _ANY, "a password, or \"\""),
+    "mqtt.ca_file": (str, _ANY, "a PEM file path, or \"\" for the system's CAs"),
+    "mqtt.cert_file": (str, _ANY, "a PEM file path, or \"\""),
+    "mqtt.key_file": (str, _ANY, "a PEM file path, or \"\""),
+    "mqtt.keepalive_s": _int(5, 65535),
+    "mqtt.queue_events": _int(1, 10_000_000),
+    "mqtt.reconnect_max_s": _float(1.0, 3600.0),
+    "wyoming.uri": (str, lambda v: v == "" or _parses(parse_uri)(v),
+                    f"{WYOMING_FORMS}, e.g. tcp://0.0.0.0:10300, or \"\" for off"),
+    "wyoming.max_clients": _int(1, 10000),
+    "wyoming.languages": (list, lambda v: len(v) > 0 and all(v),  # type: ignore[arg-type]
+                          "a non-empty list of language codes, e.g. [en]"),
     "log_level": (str, lambda v: v.upper() in LOG_LEVELS, ", ".join(LOG_LEVELS)),  # type: ignore[attr-defined]
 }
 
@@ -134,6 +163,11 @@ def typed(key: str, value: object, ctx: ConfigContext, rule_key: str | None = No
             except ValueError as exc:
                 raise ctx.fail(key, t, str(exc)) from None
         value = tuple(value) if ok else value  # type: ignore[arg-type]
+    elif typ is list:  # of strings, kept as a tuple (settings are frozen)
+        if isinstance(value, str):
+            value = [value]
+        ok = isinstance(value, list | tuple) and all(isinstance(t, str) for t in value)
+        value = tuple(value) if ok else value  # type: ignore[arg-type]
     else:
         # (An unquoted unix_mode 0660 is read by YAML 1.1 as the octal integer 432.)
         ok = isinstance(value, str)
@@ -158,3 +192,28 @@ def unknown_key(ctx: ConfigContext, key: str, known: Iterable[str],
         match = [by_leaf[leaf_match[0]]] if leaf_match else []
     hint = f"; did you mean {match[0]}?" if match else f"; known keys: {', '.join(known)}"
     return ConfigError(f"{ctx.where(key)}: unknown key {key}{hint}")
+
+
+_HOOKS_ALLOWED = ("a mapping of intent -> program and arguments as a list, e.g. "
+                  "lights_on: [/usr/local/bin/lights, on]")
+
+
+def parse_hooks(entries: object, ctx: ConfigContext) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``hooks:`` -> ((intent, argv), ...); a bare string is a program without arguments.
+    Programs are looked up when the hooks start (:mod:`intentd.daemon.output.hooks`)."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, dict):
+        raise ctx.fail("hooks", entries, _HOOKS_ALLOWED)
+    out = []
+    for intent, argv in entries.items():
+        where = f"hooks.{intent}"
+        if isinstance(argv, str):
+            argv = [argv]
+        if (not isinstance(argv, list) or not argv
+                or not all(isinstance(a, str | int | float) and not isinstance(a, bool)
+                           for a in argv) or not str(argv[0]).strip()):
+            raise ctx.fail(where, argv, "a list: the program, then its arguments (no shell), "
+                                        "e.g. [/usr/local/bin/lights, on]")
+        out.append((str(intent), tuple(str(a) for a in argv)))
+    return tuple(out)

@@ -56,6 +56,29 @@ def _key_lines(node: yaml.Node | None, origin: str, prefix: str = "") -> dict[st
     return out
 
 
+# Sections whose scalars are command-line words: kept as written, because YAML 1.1 reads
+# ``[/usr/local/bin/lights, on]`` as ["/usr/local/bin/lights", True].
+VERBATIM_SECTIONS = ("hooks",)
+
+
+def _verbatim(node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return node.value
+    if isinstance(node, yaml.SequenceNode):
+        return [_verbatim(n) for n in node.value]
+    if isinstance(node, yaml.MappingNode):
+        return {str(k.value): _verbatim(v) for k, v in node.value}
+    return None
+
+
+def _verbatim_sections(node: yaml.Node | None, data: dict[str, Any]) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for knode, vnode in node.value:
+        if knode.value in VERBATIM_SECTIONS and isinstance(vnode, yaml.MappingNode):
+            data[knode.value] = _verbatim(vnode)
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """The file's top-level mapping and the line of each dotted key; ConfigError if unusable."""
     origin = str(path)
@@ -82,4 +105,5 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(
             f"{origin}: the top level must be a mapping of sections (input:, vad:, ...)"
         )
+    _verbatim_sections(node, data)
     return data, lines

@@ -155,7 +155,7 @@ def make(cfg: Config, sources: dict[str, ArraySource],
 
     sup = Supervisor(cfg, load_backend=load,  # type: ignore[arg-type]
                      source_opener=lambda inp: sources[inp.name],
-                     sink_opener=lambda targets, out, stdout=None: [sink])
+                     sink_opener=lambda targets, out, stdout=None, **k: [sink])
     return sup, sink
 
 

@@ -59,20 +59,24 @@ def test_no_match_event_exact_line() -> None:
 
 def test_slot_model_event_exact_line() -> None:
     ev = _intent(intent="set_brightness", top=(LabelScore("set_brightness", 0.912345678),),
-                 slots=(SlotScore("level", "50", 0.87654), SlotScore("room", "kitchen", 0.99)))
+                 slots=(SlotScore("level", "50", 0.87654, "fifty percent"),
+                        SlotScore("room", "kitchen", 0.99)),
+                 text="set the kitchen light to fifty percent")
     assert to_json_line(ev) == (
         '{"v": 1, "type": "intent", "intent": "set_brightness", "score": 0.9123, '
         '"top": [{"intent": "set_brightness", "score": 0.9123}], '
-        '"slots": {"level": {"value": "50", "score": 0.8765}, '
-        '"room": {"value": "kitchen", "score": 0.99}}, '
+        '"slots": {"level": {"value": "50", "text": "fifty percent", "score": 0.8765}, '
+        '"room": {"value": "kitchen", "text": "kitchen", "score": 0.99}}, '
+        '"text": "set the kitchen light to fifty percent", '
         '"utterance_id": 3, "stream": "default", "start_s": 12.346, "end_s": 14.0, '
         '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
         '"model": "banking"}'
     )
     # A slot model's no_match (or an intent with no slot heard) says so with {}.
-    none = _intent(type="no_match", intent=None, top=(LabelScore("_none", 0.9),), slots=())
-    assert '"top": [{"intent": "_none", "score": 0.9}], "slots": {}, "utterance_id"' in (
-        to_json_line(none))
+    none = _intent(type="no_match", intent=None, top=(LabelScore("_none", 0.9),), slots=(),
+                   text="")
+    assert '"top": [{"intent": "_none", "score": 0.9}], "slots": {}, "text": null, ' \
+        '"utterance_id"' in to_json_line(none)
 
 
 def test_stats_event_exact_line() -> None:

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ class Engine:
         self._streams: dict[str, StreamStage] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._done: dict[str, StreamEnded] = {}  # streams whose last item the worker handled
+        self._end_listeners: list[Callable[[StreamEnded], None]] = []
         self.worker = Worker(backend, settings.worker, router, self._work,
                              model_name=model_name, on_stream_ended=self._stream_ended,
                              recorder=recorder)
@@ -98,6 +100,22 @@ class Engine:
             stage = self._streams.get(name)
         if stage is not None:
             stage.request_stop()
+
+    def forget_stream(self, name: str) -> bool:
+        """Drop an ended stream's stage (a server's streams come and go all day: kept, they
+        would grow the figures without bound). False, keeping it, while it still runs."""
+        with self._lock:
+            if name not in self._done:
+                return False
+            self._streams.pop(name, None)
+            self._threads.pop(name, None)
+            self._done.pop(name, None)
+        return True
+
+    def on_stream_ended(self, listener: Callable[[StreamEnded], None]) -> None:
+        """Call ``listener`` (in the worker thread) once every event of a stream has been
+        emitted; it must not block."""
+        self._end_listeners.append(listener)
 
     def wait_streams(self, names: list[str] | None = None, timeout_s: float | None = None,
                      stop: threading.Event | None = None) -> bool:
@@ -206,3 +224,8 @@ class Engine:
         with self._lock:
             self._done[item.stream] = item
             self._lock.notify_all()
+        for listener in self._end_listeners:
+            try:
+                listener(item)
+            except Exception:
+                log.exception("a stream-end listener failed (stream %s)", item.stream)

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from intentd.daemon.audio.sources import AudioSource, open_source
 from intentd.daemon.config import Config, InputConfig
@@ -42,6 +42,9 @@ from intentd.daemon.output.metrics import Figures, MetricsServer
 from intentd.daemon.output.recordings import UtteranceRecorder
 from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
+
+if TYPE_CHECKING:
+    from intentd.daemon.wyoming.server import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class Supervisor:
         self.backend: ModelBackend | None = None
         self.router: Router | None = None
         self.engine: Engine | None = None
+        self.wyoming: WyomingServer | None = None
         self._ready_listeners: list[Callable[[], None]] = []
 
     # --- start-up -------------------------------------------------------------------
@@ -117,7 +121,7 @@ class Supervisor:
         for inp in self.cfg.inputs:
             self._try(inp.name, lambda inp=inp: self.sources.__setitem__(
                 inp.name, self._open_source(inp)))
-        if not self.sources:
+        if not self.sources and self.cfg.inputs:
             raise next(iter(self.failed.values()))
         self.inputs_open = True
 
@@ -147,8 +151,13 @@ class Supervisor:
         return self.backend
 
     def open_outputs(self) -> None:
+        if self.cfg.hooks and self.backend is not None:
+            from intentd.daemon.output.hooks import check_intents
+
+            check_intents(self.cfg.hooks, self.backend.labels)
         self.router = Router(self._open_sinks(self.cfg.output.parsed_targets, self.cfg.output,
-                                              stdout=self._stdout))
+                                              stdout=self._stdout, mqtt=self.cfg.mqtt,
+                                              hooks=self.cfg.hooks))
         out = self.cfg.output
         try:
             if out.metrics:
@@ -160,6 +169,12 @@ class Supervisor:
                     out.save_utterances_dir, out.save_utterances_max_files,
                     int(out.save_utterances_max_mb * 2**20), self.backend.sample_rate_hz)
                 self.recorder.start()
+            if self.cfg.wyoming.uri:
+                from intentd.daemon.wyoming.server import WyomingServer
+
+                self.wyoming = WyomingServer.from_config(self.cfg, self)
+                self.wyoming.start()
+                self.router.sinks.append(self.wyoming)  # its streams' events go back to it
         except BaseException:
             self.router.close()
             if self.metrics is not None:
@@ -184,6 +199,9 @@ class Supervisor:
         for name, source in list(self.sources.items()):
             if self._try(name, source.start):
                 self.engine.add_stream(name, source)
+        if self.wyoming is not None:
+            self.engine.on_stream_ended(self.wyoming.stream_ended)
+            self.wyoming.serve()
         log.info("ready: %d stream(s) -> %s; model %s (%s verdict)", len(self.sources),
                  ", ".join(s.name for s in self.router.sinks), self.backend.name,
                  self.cfg.model.verdict)
@@ -199,14 +217,16 @@ class Supervisor:
         self._stop.set()
 
     def run(self) -> int:
-        """Start (what is not yet started), run until every input ended or a stop is
-        requested, shut down; the exit code."""
+        """Start (what is not yet started), run until every input ended (with the Wyoming
+        server on: until a stop is requested), shut down; the exit code."""
         try:
             if not self.ready.is_set():
                 self.start()
             assert self.engine is not None
             while not self._stop.is_set():
-                if self.engine.wait_streams(timeout_s=0.2, stop=self._stop):
+                if self.wyoming is not None:
+                    self._stop.wait(0.2)  # its clients come and go: no end of input
+                elif self.engine.wait_streams(timeout_s=0.2, stop=self._stop):
                     break
                 if not self.engine.worker_alive:
                     break
@@ -217,6 +237,8 @@ class Supervisor:
             self.notifier.stopping()
             if self._stop.is_set():
                 log.info("stop requested: finishing the current utterances")
+            if self.wyoming is not None:
+                self.wyoming.close()  # clients go first: their streams end with them
             self.engine.stop(DRAIN_GRACE_S)
         finally:
             if self.router is not None:
@@ -328,10 +350,12 @@ class Supervisor:
             log.warning("reload: inputs are kept as they are; restart intentd to change them")
         if cfg.output.targets != self.cfg.output.targets:
             log.warning("reload: outputs are kept as they are; restart intentd to change them")
+        if cfg.wyoming != self.cfg.wyoming:
+            log.warning("reload: the Wyoming server is kept as it is; restart intentd to change it")
         done = self.engine.swap(backend, engine_settings(cfg, backend.sample_rate_hz),
                                 model_name=backend.name)
         self.backend = backend
-        self.cfg = replace(cfg, inputs=self.cfg.inputs, output=replace(
+        self.cfg = replace(cfg, inputs=self.cfg.inputs, wyoming=self.cfg.wyoming, output=replace(
             cfg.output, targets=self.cfg.output.targets))
         return done
 
@@ -341,6 +365,12 @@ class Supervisor:
         source.start()
         self.sources[name] = source
         self.engine.add_stream(name, source)
+
+    def forget_input(self, name: str) -> None:
+        """Drop an ended stream that arrived while running (its figures go with it)."""
+        self.sources.pop(name, None)
+        if self.engine is not None:
+            self.engine.forget_stream(name)
 
     # --- figures --------------------------------------------------------------------
 

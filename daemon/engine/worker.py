@@ -330,6 +330,12 @@ class Worker:
         matched = best.score >= self.settings.threshold and best.intent != REJECT_LABEL
         rate = self.settings.sample_rate_hz
         latency_ms = max(0.0, (self._clock() - item.end_wall_time) * 1000.0)
+        slots = _slots(utt.backend, best.intent if matched else None, slot_probs)
+        sentences = getattr(utt.backend, "sentences", None)
+        text = None
+        if sentences is not None:
+            text = (sentences.render(best.intent, {s.name: s.value for s in slots or ()})
+                    if matched else "")
         event = IntentEvent(
             type="intent" if matched else "no_match",
             intent=best.intent if matched else None,
@@ -343,7 +349,8 @@ class Worker:
             latency_ms=latency_ms,
             ts=self._wall_clock(),
             model=utt.backend.name if utt.backend is not self.backend else self.model_name,
-            slots=_slots(utt.backend, best.intent if matched else None, slot_probs),
+            slots=slots,
+            text=text,
         )
         self.utterances += 1
         self._latencies.append(latency_ms)
@@ -398,7 +405,10 @@ def _slots(backend: ModelBackend, intent: str | None, slot_probs: np.ndarray | N
         return None
     if slot_probs is None:
         return ()
-    return tuple(SlotScore(f.name, f.value, f.score) for f in space.decode(intent, slot_probs))
+    sentences = getattr(backend, "sentences", None)
+    return tuple(SlotScore(f.name, f.value, f.score,
+                           sentences.text_of(f.name, f.value) if sentences else None)
+                 for f in space.decode(intent, slot_probs))
 
 
 def event_kind(event: Event) -> str:

@@ -96,6 +96,8 @@ class CompactConfig(PretrainedConfig):
         slot_values: dict[str, list[str]] | None = None,
         intent_slots: dict[str, list[str]] | None = None,
         slot_loss_weight: float = 1.0,
+        intent_sentences: dict[str, dict[str, str]] | None = None,
+        slot_texts: dict[str, dict[str, str]] | None = None,
         **kwargs: Any,
     ) -> None:
         frontends.check(frontend)
@@ -152,6 +154,10 @@ class CompactConfig(PretrainedConfig):
         self.intent_slots = ({k: list(v) for k, v in (intent_slots or {}).items()}
                              if slot_values else None)
         self.slot_loss_weight = float(slot_loss_weight)
+        # The spec's sentence patterns and slot words (intentd.daemon.model.sentences):
+        # how the daemon says a verdict in words; None for models not trained from a spec.
+        self.intent_sentences = intent_sentences
+        self.slot_texts = slot_texts
         super().__init__(**kwargs)
         # transformers 5 no longer derives label2id from id2label.
         if self.id2label and not getattr(self, "label2id", None):

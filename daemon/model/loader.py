@@ -30,6 +30,7 @@ from intentd.daemon.errors import DataError
 from intentd.daemon.model import checksums, ensemble, frontends
 from intentd.daemon.model.compact import MODEL_TYPE, CompactForAudioClassification
 from intentd.daemon.model.compact import register as register_compact
+from intentd.daemon.model.sentences import Sentences
 from intentd.daemon.model.slots import SlotSpace
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ class CompactBackend:
         self.embedding_dim = int(model.config.embedding_dim)
         self.frontend_weights = frontend_weights
         self.slot_space: SlotSpace | None = model.slot_space
+        self.sentences: Sentences | None = Sentences.from_config(
+            getattr(model.config, "intent_sentences", None),
+            getattr(model.config, "slot_texts", None))
 
     def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """``[T_i, dim]`` sequences -> probabilities ``[n, n_labels]``."""

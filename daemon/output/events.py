@@ -8,8 +8,11 @@ Rounding rules: scores to 4 decimals, ``start_s``/``end_s`` to 3 decimals (1 ms)
 ``latency_ms`` to 0.1 ms, ``ts`` is ISO-8601 UTC with milliseconds and a ``Z`` suffix.
 A ``no_match`` event carries ``"intent": null``; its best guess is still ``top[0]``, which
 is :data:`REJECT_LABEL` when the model's rejection class won. A model with slot heads adds
-``"slots"`` after ``top``: ``{name: {"value": ..., "score": ...}}`` for the slots heard
-(``{}`` when none, and always for ``no_match``); other models' events have no such key.
+``"slots"`` after ``top``: ``{name: {"value": ..., "text": ..., "score": ...}}`` for the
+slots heard (``{}`` when none, and always for ``no_match``); other models' events have no
+such key. A model trained from a spec adds ``"text"`` next: the command as a sentence (the
+intent's template with the heard values' words, :mod:`intentd.daemon.model.sentences`;
+``null`` for ``no_match``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,17 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class SlotScore:
-    """A slot heard in the utterance: the value to report and the model's probability."""
+    """A slot heard in the utterance: the value to report, the model's probability and the
+    words a speaker says for the value (the value itself when the model does not know)."""
 
     name: str
     value: str
     score: float
+    text: str | None = None
+
+    @property
+    def spoken(self) -> str:
+        return self.value if self.text is None else self.text
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class IntentEvent:
     # Models with slot heads only (else None): the slots heard, for the reported intent
     # (a no_match has none).
     slots: tuple[SlotScore, ...] | None = None
+    # Models trained from a spec only (else None): the verdict as a sentence; "" for no_match.
+    text: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in ("intent", "no_match"):
@@ -156,8 +167,10 @@ def to_dict(event: Event) -> dict[str, object]:
             "top": [{"intent": t.intent, "score": _score(t.score)} for t in event.top],
         }
         if event.slots is not None:
-            out["slots"] = {s.name: {"value": s.value, "score": _score(s.score)}
-                            for s in event.slots}
+            out["slots"] = {s.name: {"value": s.value, "text": s.spoken,
+                                     "score": _score(s.score)} for s in event.slots}
+        if event.text is not None:
+            out["text"] = event.text if event.type == "intent" else None
         return out | {
             "utterance_id": int(event.utterance_id),
             "stream": event.stream,

@@ -133,9 +133,9 @@ def parse_mode(value: object) -> int:
 
 
 def make_sink(target: OutputTarget | str, output_cfg: Any = None,
-              stdout: TextIO | None = None) -> Sink:
+              stdout: TextIO | None = None, mqtt: Any = None) -> Sink:
     """One sink for a target (parsed by :func:`.targets.parse_target` if a string; not
-    started)."""
+    started). ``mqtt``: the config's ``mqtt:`` section, for MQTT targets."""
     if isinstance(target, str):
         try:
             target = parse_target(target)
@@ -151,18 +151,33 @@ def make_sink(target: OutputTarget | str, output_cfg: Any = None,
     if target.kind == "tcp":
         assert target.host is not None and target.port is not None
         return TcpSink(target.host, target.port, client_buffer_events=buf)
+    if target.kind in ("mqtt", "mqtts"):
+        from intentd.daemon.output.mqtt import MqttSink
+
+        return MqttSink(target, mqtt)
+    if target.kind == "exec":
+        from intentd.daemon.output.hooks import HookSink, hook_settings
+
+        assert target.path is not None
+        return HookSink([("*", (target.path,))], hook_settings(output_cfg), name=str(target))
     raise ConfigError(f"output {target}: expected {FORMS}")
 
 
 def open_sinks(targets: Sequence[OutputTarget | str], output_cfg: Any = None,
-               stdout: TextIO | None = None) -> list[Sink]:
-    """Build and start every target; on a failure the ones already started are closed."""
+               stdout: TextIO | None = None, mqtt: Any = None,
+               hooks: Sequence[tuple[str, tuple[str, ...]]] = ()) -> list[Sink]:
+    """Build and start every target, and the per-intent ``hooks`` (intent -> argv) as one
+    more sink; on a failure the ones already started are closed."""
     if not targets:
         raise ConfigError(f"output.targets is empty; give at least one of {FORMS}")
+    made: list[Sink] = [make_sink(t, output_cfg, stdout, mqtt) for t in targets]
+    if hooks:
+        from intentd.daemon.output.hooks import HookSink, hook_settings
+
+        made.append(HookSink(list(hooks), hook_settings(output_cfg), name="hooks"))
     sinks: list[Sink] = []
     try:
-        for target in targets:
-            sink = make_sink(target, output_cfg, stdout)
+        for sink in made:
             sink.start()
             sinks.append(sink)
     except BaseException:

@@ -16,14 +16,13 @@ import os
 import queue
 import selectors
 import socket
-import stat
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.output.events import Event, to_json_line
+from intentd.daemon.output.listeners import listen_tcp, listen_unix
 from intentd.daemon.output.socket_client import Client
 
 log = logging.getLogger(__name__)
@@ -297,32 +296,8 @@ class UnixSocketSink(_FanoutSink):
         if inherited is not None:  # systemd made it (intentd.socket) and keeps it
             log.info("listening on unix:%s (from systemd socket activation)", self.path)
             return inherited
-        where = f"output unix:{self.path}"
-        parent = Path(self.path).parent
-        if not parent.is_dir():
-            raise ConfigError(f"{where}: directory {parent} does not exist; create it first")
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            st = None
-        if st is not None:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise ConfigError(f"{where}: exists and is not a socket; refusing to replace "
-                                  "it (remove it or choose another path)")
-            if _unix_socket_alive(self.path):
-                raise ConfigError(f"{where}: another process is listening there; stop it or "
-                                  "choose another path")
-            os.unlink(self.path)  # stale socket left by a crashed run
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(self.path)
-            self._bound = True
-            os.chmod(self.path, self.mode)
-            sock.listen(16)
-        except OSError as exc:
-            sock.close()
-            self._cleanup()
-            raise ConfigError(f"{where}: cannot listen: {exc}") from None
+        sock = listen_unix(self.path, self.mode, f"output unix:{self.path}")
+        self._bound = True
         log.info("listening on unix:%s (mode %04o)", self.path, self.mode)
         return sock
 
@@ -354,18 +329,6 @@ def _activated_socket(path: str) -> socket.socket | None:
     return None
 
 
-def _unix_socket_alive(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(0.2)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 class TcpSink(_FanoutSink):
     kind = "tcp"
 
@@ -384,22 +347,9 @@ class TcpSink(_FanoutSink):
         return addr[0], addr[1]
 
     def _make_listener(self) -> socket.socket:
-        where = f"output tcp:{self.host}:{self.port}"
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)
-        except socket.gaierror as exc:
-            raise ConfigError(f"{where}: cannot resolve host: {exc}") from None
-        family, socktype, proto, _, sockaddr = infos[0]
-        sock = socket.socket(family, socktype, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(sockaddr)
-            sock.listen(16)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"{where}: cannot listen: {exc}") from None
+        sock = listen_tcp(self.host, self.port, f"output tcp:{self.host}:{self.port}")
         self._listener = sock
         self.name = "tcp:{}:{}".format(*self.address)
         log.info("listening on %s", self.name)
         return sock
+

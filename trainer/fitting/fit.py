@@ -101,8 +101,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     dataset = load_data(
         data_args.data, config=data_args.data_config, audio_column=data_args.audio_column,
         label_column=data_args.label_column, test_fraction=data_args.test_fraction,
-        seed=train_args.seed, trust_remote_code=data_args.trust_remote_code,
-    )
+        seed=train_args.seed, trust_remote_code=data_args.trust_remote_code)
     from intentd.trainer.fitting import slots
 
     data_dir = Path(data_args.data)
@@ -121,6 +120,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
              len(dataset.train), len(dataset.test), len(dataset.labels),
              f", slots {', '.join(space.names)}" if space else "")
     model, extractor, labels = build_model(model_args, dataset.labels, space)
+    slots.attach_sentences(model.config, data_dir / "spec.json")
     try:
         spec = WindowSpec(data_args.window_s, data_args.hop_s, extractor.sampling_rate)
     except ValueError as err:

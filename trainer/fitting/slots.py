@@ -41,6 +41,34 @@ def slot_space(examples: Iterable[Example], spec_json: Path | None = None
                                  {k: sorted(v) for k, v in sorted(by_intent.items())})
 
 
+def attach_sentences(config: Any, spec_json: Path) -> None:
+    """A compact model's config gets spec.json's sentence patterns and slot words, so the
+    daemon can say its verdicts in words (:mod:`intentd.daemon.model.sentences`)."""
+    if hasattr(config, "slot_texts"):  # only compact configs carry them
+        config.intent_sentences, config.slot_texts = sentences(spec_json)
+
+
+def sentences(spec_json: Path) -> tuple[dict[str, dict[str, str]] | None,
+                                        dict[str, dict[str, str]] | None]:
+    """spec.json's sentence patterns and slot words (:mod:`...synthesis.canonical`), or
+    None for data sets that lack them (made by an older synth, or not by synth)."""
+    if not spec_json.is_file():
+        return None, None
+    try:
+        spec = json.loads(spec_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{spec_json}: not valid JSON ({err}); re-run synth") from err
+
+    def nested(key: str) -> dict[str, dict[str, str]] | None:
+        got = spec.get(key) if isinstance(spec, dict) else None
+        if not isinstance(got, dict):
+            return None
+        return {str(k): {str(a): str(b) for a, b in v.items()}
+                for k, v in got.items() if isinstance(v, dict)}
+
+    return nested("sentences"), nested("slot_texts")
+
+
 def _declared(spec_json: Path | None) -> dict[str, list[str]]:
     if spec_json is None or not spec_json.is_file():
         return {}

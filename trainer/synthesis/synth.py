@@ -39,7 +39,7 @@ import numpy as np
 
 from intentd.daemon.errors import ConfigError, DataError
 from intentd.trainer.synthesis import augment as aug
-from intentd.trainer.synthesis import negatives, pauses, tts_espeak, tts_flite
+from intentd.trainer.synthesis import canonical, negatives, pauses, tts_espeak, tts_flite
 from intentd.trainer.synthesis.spec_file import load_spec
 from intentd.trainer.synthesis.synth_plan import Job, plan, split_speakers
 from intentd.trainer.synthesis.templates import Spec
@@ -377,6 +377,8 @@ def _write_outputs(out: Path, labels: tuple[str, ...], spec: Spec, options: Synt
     opts.pop("progress")
     meta = {"labels": list(labels), "spec": str(spec.path),
             "intent_slots": {k: list(v) for k, v in spec.intent_slots.items()},
+            "sentences": canonical.sentence_patterns(spec),
+            "slot_texts": canonical.slot_texts(spec),
             "sample_rate_hz": SAMPLE_RATE_HZ, "options": opts,
             "counts": {s: sum(r["split"] == s for r in rows) for s in SPLITS}}
     # Written last: its presence marks a complete data set.
