@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, tls: bool = False) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             pytest.skip("mosquitto is not installed (bash .ci/setup installs it)")
@@ -43,10 +43,20 @@ class Broker:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "mosquitto.conf"
+        tls_lines = ""
+        if tls:  # a self-signed certificate for 127.0.0.1; clients trust it as their CA
+            self.ca = workdir / "cert.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", str(workdir / "key.pem"), "-out", str(self.ca),
+                            "-days", "1", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+            tls_lines = (f"cafile {self.ca}\ncertfile {self.ca}\n"
+                         f"keyfile {workdir / 'key.pem'}\n")
         # Started as root, mosquitto drops to the "mosquitto" user, who cannot write here.
         self.conf.write_text(
             f"user {getpass.getuser()}\n"
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\n{tls_lines}allow_anonymous true\n"
             f"persistence true\npersistence_location {workdir}/\n"
             f"log_dest file {workdir}/mosquitto.log\n")
 

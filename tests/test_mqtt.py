@@ -135,7 +135,7 @@ def test_broker_down_at_start_then_up_delivers_in_order(tmp_path: Path,
         sub.close()
         broker.stop()
     assert [p["id"] for _, p in got] == [f"kitchen-{i}" for i in range(20)]
-    assert "cannot reach mqtt://127.0.0.1" in caplog.text
+    assert "cannot connect to mqtt://127.0.0.1" in caplog.text
     assert "40 waiting message(s) go out now" in caplog.text
 
 
@@ -183,3 +183,38 @@ def test_tls_settings_are_checked_at_start(tmp_path: Path) -> None:
     pem.write_text("x")
     with pytest.raises(ConfigError, match="go together"):
         MqttSink(parse_target("mqtts://127.0.0.1"), MqttConfig(cert_file=str(pem))).start()
+
+
+def test_mqtts_verifies_the_broker_with_the_configured_ca(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, tls=True).start()
+    sink = MqttSink(parse_target(f"mqtts://127.0.0.1:{broker.port}"),
+                    MqttConfig(ca_file=str(broker.ca)))
+    sink.start()
+    try:
+        sink.emit(_event(1))
+        deadline = time.monotonic() + 10
+        while sink.stats()["published"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = sink.stats()
+    finally:
+        sink.close()
+        broker.stop()
+    assert (st["connected"], st["published"]) == (True, 2)
+
+
+def test_mqtts_refuses_a_broker_it_cannot_verify(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    broker = Broker(tmp_path, tls=True).start()
+    caplog.set_level(logging.INFO, logger="intentd.daemon.output.mqtt")
+    sink = MqttSink(parse_target(f"mqtts://127.0.0.1:{broker.port}"), MqttConfig())
+    sink.start()  # the system's CAs do not know the self-signed certificate
+    try:
+        sink.emit(_event(1))
+        time.sleep(2.0)
+        st = sink.stats()
+    finally:
+        sink.close()
+        broker.stop()
+    assert (st["connected"], st["published"], st["waiting"]) == (False, 0, 2)
+    assert f"cannot connect to mqtts://127.0.0.1:{broker.port}" in caplog.text
+    assert "2 message(s) to mqtts://127.0.0.1" in caplog.text

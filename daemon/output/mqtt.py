@@ -213,7 +213,8 @@ class MqttSink:
                     logging.INFO)
 
     def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
-        self._state(f"mqtt: cannot reach {self.name}; retrying (up to every "
+        self._state(f"mqtt: cannot connect to {self.name} (unreachable, refused, or its TLS "
+                    f"certificate not trusted); retrying (up to every "
                     f"{self.settings.reconnect_max_s:g} s), messages wait", logging.WARNING)
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any,
