@@ -100,6 +100,12 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if a in _COMMANDS), None)
 
 
+def _rank_tag() -> str:
+    """"rank R of N: " under torchrun with several processes (whose lines interleave), else ""."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f"rank {rank} of {world}: " if world.isdigit() and int(world) > 1 else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -121,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), run_fn)(args) or 0)
     except IntentdError as err:
         msg = " ".join(str(err).split())  # exactly one line, whatever the message holds
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        print(f"{PROG}: error: {_rank_tag()}{msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -107,7 +107,10 @@ def bucketed(base: Any, sub_batches: int = SUB_BATCHES) -> Any:
     class Bucketed(base):  # type: ignore[misc, valid-type]
         def _get_train_sampler(self, train_dataset: Any = None) -> BucketedSampler:
             ds = train_dataset if train_dataset is not None else self.train_dataset
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            # One optimizer step's indices, over every process of a distributed launch:
+            # accelerate deals this stream's batches out to the ranks in turn.
+            batch = (self.args.train_batch_size * self.args.gradient_accumulation_steps
+                     * self.args.world_size)
             return BucketedSampler(ds.lengths, batch, seed=self.args.seed)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,9 @@ def embed_examples(
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp.npy")
+    # Process and thread: the ranks of a distributed fit share the cache, and thread ids
+    # repeat across processes.
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
     np.save(tmp, arr)
     tmp.replace(path)  # readers never see a half-written cache file
 
@@ -193,13 +197,15 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
                             cache_dir: Path, threads: int, seed: int,
                             augment: bool, windows: bool = True,
                             frontend: str = frontends.SPEECH_EMBEDDING,
-                            space: SlotSpace | None = None) -> Prepared:
+                            space: SlotSpace | None = None,
+                            embed: Callable[..., Any] = embed_examples) -> Prepared:
     """Cached utterance embeddings; with ``windows``, also those of every test window;
-    with ``space``, each utterance's slot classes."""
+    with ``space``, each utterance's slot classes. ``embed`` is :func:`embed_examples` or
+    its stand-in for several processes (:func:`intentd.trainer.fitting.distributed.sharded`)."""
     ids = {lab: i for i, lab in enumerate(labels)}
-    train_utt, _ = embed_examples(dataset.train, None, cache_dir, threads, frontend=frontend)
-    test_utt, test_win = embed_examples(dataset.test, spec if windows else None, cache_dir,
-                                        threads, frontend=frontend)
+    train_utt, _ = embed(dataset.train, None, cache_dir, threads, frontend=frontend)
+    test_utt, test_win = embed(dataset.test, spec if windows else None, cache_dir,
+                               threads, frontend=frontend)
     test_labels = np.array([ids[ex.label] for ex in dataset.test], dtype=np.int64)
     rng = np.random.default_rng(seed)
     prep = Prepared(
@@ -226,14 +232,15 @@ def prepare_utterance_view(dataset: Any, labels: tuple[str, ...], spec: WindowSp
 def prepare_extra_eval(examples: list[Any], labels: tuple[str, ...], spec: WindowSpec,
                        pad: str, cache_dir: Path, threads: int,
                        frontend: str = frontends.SPEECH_EMBEDDING,
-                       space: SlotSpace | None = None
+                       space: SlotSpace | None = None,
+                       embed: Callable[..., Any] = embed_examples
                        ) -> tuple[Items, np.ndarray, np.ndarray]:
     """(eval items, item -> utterance index, utterance labels) for an extra test split,
     in the same view as training (``pad``: "embeddings" = utterance view)."""
     ids = {lab: i for i, lab in enumerate(labels)}
     utt_labels = np.array([ids[ex.label] for ex in examples], dtype=np.int64)
     if pad == "embeddings":
-        utts, _ = embed_examples(examples, None, cache_dir, threads, frontend=frontend)
+        utts, _ = embed(examples, None, cache_dir, threads, frontend=frontend)
         return (Items(utts, utt_labels.tolist(), None,
                       slots.targets(examples, space) if space else None),
                 np.arange(len(utts), dtype=np.int64), utt_labels)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model import checksums, frontends
 from intentd.daemon.model.slots import SlotSpace
+from intentd.trainer.fitting import distributed
 from intentd.trainer.fitting.fit_args import (
     DataArguments,
     ModelArguments,
@@ -60,6 +60,9 @@ from intentd.trainer.fitting.persist import (
     readable_by_all,
     resume_checkpoint,
 )
+from intentd.trainer.fitting.trainer_setup import logits_of as _logits
+from intentd.trainer.fitting.trainer_setup import make_trainer
+from intentd.trainer.fitting.trainer_setup import utterance_scores as _score
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ _SLOT_EPOCHS = 30.0
 def run_fit(args: argparse.Namespace) -> int:
     data_args, model_args, train_args = split_args(args)
     report = fit(data_args, model_args, train_args)
+    if distributed.env_rank() != 0:
+        return 0  # rank 0 prints the launch's summary
     win = report["window_accuracy"]
     car = report.get("command_acceptance")
     print(f"utterance_accuracy={report['utterance_accuracy']:.4f} "
@@ -87,7 +92,11 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         train_args: TrainArguments) -> dict[str, Any]:
     """Train, evaluate, and save model, feature extractor and ``report.json`` into OUT."""
     from intentd.trainer.fitting.data import load_data
-    from intentd.trainer.fitting.features import prepare_utterance_view, prepare_window_view
+    from intentd.trainer.fitting.features import (
+        embed_examples,
+        prepare_utterance_view,
+        prepare_window_view,
+    )
     from intentd.trainer.fitting.report import confusion_matrix, write_report
 
     for name in ("epochs", "learning_rate", "batch_size", "per_device_batch_size", "threads",
@@ -115,6 +124,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     import torch
     import transformers
 
+    # Before the model: with several processes, join them (and quiet all but rank 0's log).
+    ranks = distributed.start(train_args.use_cpu)
     transformers.set_seed(train_args.seed)
     log.info("%s: %d train / %d test utterances, %d labels%s", dataset.description,
              len(dataset.train), len(dataset.test), len(dataset.labels),
@@ -130,19 +141,27 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
     # The keyword CNN's convolutions split well over cores (2 threads: 11 s/epoch on banking
     # against 21 s); the GRU head's many tiny steps do not.
     gru = getattr(model.config, "head_type", "") == "gru_attention"
-    torch.set_num_threads(train_args.torch_threads or (1 if gru else train_args.threads))
+    threads = distributed.threads(train_args.threads, ranks)
+    torch.set_num_threads(train_args.torch_threads or (1 if gru else threads))
+    if ranks.world > 1:
+        log.info("distributed: %s", distributed.describe(ranks, torch.get_num_threads(),
+                                                         threads))
     out = Path(train_args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Before the embeddings: a checkpoint of another model shape fails in a second.
-    checkpoint = resume_checkpoint(out / "checkpoints", train_args.resume)
+    # Rank 0 removes an earlier run's checkpoints before the others look for one.
+    with distributed.main_first(ranks):
+        out.mkdir(parents=True, exist_ok=True)
+        # Before the embeddings: a checkpoint of another model shape fails in a second.
+        checkpoint = resume_checkpoint(out / "checkpoints", train_args.resume)
     check_resumable(checkpoint, model.config.to_dict())
+    embed = distributed.sharded(embed_examples, ranks)
 
     t0 = time.monotonic()
     if view == "utterance":
-        prep = prepare_utterance_view(dataset, labels, spec, out / "cache", train_args.threads,
-                                      train_args.seed, train_args.augment,
+        # The augmentation's seed differs per rank, or every rank would draw the same noise.
+        prep = prepare_utterance_view(dataset, labels, spec, out / "cache", threads,
+                                      train_args.seed + ranks.rank, train_args.augment,
                                       windows=train_args.window_eval, frontend=frontend,
-                                      space=space)
+                                      space=space, embed=embed)
     else:
         prep = prepare_window_view(dataset, labels, spec)
     prepare_s = time.monotonic() - t0
@@ -165,8 +184,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         "weight_decay": (_WEIGHT_DECAY[view] if train_args.weight_decay is None
                          else train_args.weight_decay),
     }
-    trainer = _make_trainer(model, extractor, prep, out, train_args, hparams, len(labels),
-                            view, space, dataset.test)
+    trainer = make_trainer(model, extractor, prep, out, train_args, hparams, len(labels),
+                           view, space, dataset.test, ranks.world, ranks.cpu)
     t1 = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
     train_s = time.monotonic() - t1
@@ -191,8 +210,8 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         from intentd.trainer.fitting.features import prepare_extra_eval
 
         items, index, noisy_labels = prepare_extra_eval(
-            list(dataset.noisy), labels, spec, prep.pad, out / "cache", train_args.threads,
-            frontend, space)
+            list(dataset.noisy), labels, spec, prep.pad, out / "cache", threads,
+            frontend, space, embed)
         noisy_pred = trainer.predict(items).predictions
         noisy_logits = _logits(noisy_pred)
         noisy = _score(noisy_logits, index, noisy_labels, len(labels))
@@ -217,10 +236,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
                  cal.nll_after, cal.ece_before, cal.ece_after)
     if model_args.model == "compact":
         trainer.model.config.frontend_sha256 = checksums.record(model_args.frontend)
-    trainer.save_model(str(out))
-    extractor.save_pretrained(str(out))
-    readable_by_all(out)
-    trainer.state.save_to_json(str(out / "trainer_state.json"))
+    trainer.save_model(str(out))  # every rank calls it; the Trainer writes on rank 0 only
 
     report = {
         "model": model_args.model,
@@ -248,6 +264,7 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
         "calibration": calibration or None,
         "confusion_matrix": confusion_matrix(utt_pred, prep.test_labels.tolist(), len(labels)),
         "train_seconds": round(train_s, 3),
+        "world_size": ranks.world,
         "embed_seconds": round(prepare_s, 3) if view == "utterance" else 0.0,
         "prepare_seconds": round(prepare_s, 3),
         "window_s": spec.window_s,
@@ -263,9 +280,14 @@ def fit(data_args: DataArguments, model_args: ModelArguments,
             for entry in trainer.state.log_history if "eval_loss" in entry
         ],
     }
-    write_report(out, report)
-    if train_args.push_to_hub:
-        push_to_hub(out, train_args.hub_model_id or out.resolve().name)
+    if ranks.main:
+        extractor.save_pretrained(str(out))
+        readable_by_all(out)
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        write_report(out, report)
+        if train_args.push_to_hub:
+            push_to_hub(out, train_args.hub_model_id or out.resolve().name)
+    distributed.finish(ranks)
     return report
 
 
@@ -323,98 +345,3 @@ def build_model(
     if model_args.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return model, extractor, labels
-
-
-def _make_trainer(model: Any, extractor: Any, prep: Any, out: Path, train_args: TrainArguments,
-                  hp: dict[str, Any], num_labels: int, view: str,
-                  space: SlotSpace | None = None, test: Sequence[Any] = ()) -> Any:
-    import torch
-    from transformers import Trainer, TrainingArguments
-
-    # A compact head's whole batch fits in memory at once; splitting it into accumulated
-    # micro-batches only adds per-step overhead (window models keep 32 per step).
-    cap = hp["batch_size"] if view == "utterance" else 32
-    per_device = train_args.per_device_batch_size or min(hp["batch_size"], cap)
-    accum = max(1, round(hp["batch_size"] / per_device))
-    steps_per_epoch = max(1, -(-len(prep.train_ds) // (per_device * accum)))
-    total = max(1, int(steps_per_epoch * hp["epochs"]))
-    # ~10 evaluation points (and checkpoints) per run, whatever the epoch count: enough to
-    # pick the best model without spending the run on evaluation and disk writes. Those in
-    # the first half are skipped (_second_half_only): with the learning rate still high there,
-    # the best model never came from it, and each evaluation cost ~2% of a demo's training.
-    eval_steps = max(1, -(-total // min(10, max(1, int(hp["epochs"])))))
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=hp["epochs"],
-        learning_rate=hp["learning_rate"],
-        per_device_train_batch_size=per_device,
-        per_device_eval_batch_size=per_device,
-        gradient_accumulation_steps=accum,
-        warmup_steps=float(hp["warmup_ratio"]) if hp["warmup_ratio"] < 1 else 0,
-        weight_decay=hp["weight_decay"],
-        lr_scheduler_type="linear",
-        eval_strategy="steps",
-        eval_steps=eval_steps,
-        save_strategy="steps",
-        save_steps=eval_steps,
-        logging_steps=eval_steps,
-        load_best_model_at_end=True,
-        # A slot model is chosen on whole commands, not on intents alone.
-        metric_for_best_model="command_acceptance" if space else "utterance_accuracy",
-        label_names=["labels", "slot_labels"] if space else ["labels"],
-        greater_is_better=True,
-        save_total_limit=train_args.save_total_limit,
-        seed=train_args.seed,
-        use_cpu=train_args.use_cpu,
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=not train_args.use_cpu and torch.cuda.is_available(),
-    )
-    utt, labels = prep.eval_utt, prep.test_labels
-
-    def compute_metrics(p: Any) -> dict[str, Any]:
-        scores = _score(p.predictions, utt, labels, num_labels)
-        predicted = scores.pop("utterance_predictions")
-        if space is not None:
-            from intentd.trainer.fitting.slots import score
-
-            names = [model.config.id2label[i] for i in range(num_labels)]
-            scores["command_acceptance"] = score(p.predictions[1], predicted, test, names,
-                                                 space)["command_acceptance"]
-        return scores
-
-    from intentd.trainer.fitting.batching import bucketed
-
-    cls = bucketed(Trainer) if view == "utterance" else Trainer
-    return cls(
-        model=model, args=args, train_dataset=prep.train_ds, eval_dataset=prep.eval_ds,
-        data_collator=prep.collator(extractor), compute_metrics=compute_metrics,
-        processing_class=extractor, callbacks=[_second_half_only(total // 2)],
-    )
-
-
-def _second_half_only(first_step: int) -> Any:
-    """A callback that drops evaluations and checkpoints before ``first_step`` (the last
-    step always keeps them, so even a run shorter than one interval has a best model)."""
-    from transformers import TrainerCallback
-
-    class SecondHalfOnly(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if state.global_step < first_step and state.global_step < state.max_steps:
-                control.should_evaluate = False
-                control.should_save = False
-            return control
-
-    return SecondHalfOnly()
-
-
-def _logits(predictions: Any) -> np.ndarray:
-    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
-
-
-def _score(logits: Any, utt_index: np.ndarray, utt_labels: np.ndarray,
-           num_labels: int) -> dict[str, Any]:
-    from intentd.trainer.fitting.report import score_windows
-
-    return score_windows(_logits(logits), utt_index, utt_labels, num_labels)
