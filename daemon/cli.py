@@ -37,6 +37,7 @@ EPILOG = """examples:
   arecord -q -f S16_LE -r 16000 -c 1 | intentd --model models/home --input -
   intentd --model models/home --output unix:/run/intentd/events.sock
   intentd --model models/home --wyoming tcp://0.0.0.0:10300    (Home Assistant)
+  intentd --model models/bank --listen ws://0.0.0.0:8765/media   (phone calls: Twilio & co)
   intentd --check-config --config /etc/intentd/config.yaml
 
 signals: SIGTERM/SIGINT finish the current utterances and stop; SIGHUP re-reads the config
@@ -78,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Home Assistant's Wyoming protocol: tcp://HOST:PORT (e.g. "
                         "tcp://0.0.0.0:10300) or unix://PATH (wyoming.uri); without --input "
                         "no local input is opened")
+    p.add_argument("--listen", action="append", metavar="URI",
+                   help="take streams over the network (telephony.listen): ws://HOST:PORT/PATH "
+                        "(media streams of Twilio, Telnyx, SignalWire; a stream per call track)"
+                        " or tcp://HOST:PORT (a JSON header line, then raw audio); repeatable;"
+                        " without --input no local input is opened")
     p.add_argument("--list-devices", action="store_true",
                    help="list audio capture devices and exit")
     p.add_argument("--check-config", action="store_true",
@@ -98,14 +104,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     """Dotted config keys for the options given (None = not given)."""
     return {
         "model.path": args.model,
-        # --wyoming alone: its clients are the streams (no microphone opened by default).
-        "inputs": list(args.input) if args.input else [] if args.wyoming else None,
+        # --wyoming / --listen alone: the clients are the streams (no microphone opened).
+        "inputs": list(args.input) if args.input else [] if args.wyoming or args.listen
+        else None,
         "input.rate_hz": args.input_rate,
         "input.channels": args.input_channels,
         "input.format": args.input_format,
         "input.realtime": args.realtime,
         "output.targets": list(args.output) if args.output else None,
         "wyoming.uri": args.wyoming,
+        "telephony.listen": list(args.listen) if args.listen else None,
         "model.threshold": args.threshold,
         "model.verdict": args.verdict,
         "log_level": args.log_level.upper() if args.log_level else None,

@@ -38,6 +38,7 @@ from intentd.daemon.config_rules import RULES, parse_hooks, typed, unknown_key
 from intentd.daemon.config_yaml import ConfigContext, read_yaml
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.output.targets import OutputTarget, parse_target, parse_targets
+from intentd.daemon.telephony.settings import TelephonyConfig
 from intentd.daemon.wyoming.settings import WyomingConfig
 
 __all__ = ["Config", "InputConfig", "ModelConfig", "MqttConfig", "OutputConfig", "OutputTarget",
@@ -171,6 +172,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     wyoming: WyomingConfig = field(default_factory=WyomingConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     log_level: str = "INFO"
     # intent -> argv run when it is recognized (intentd.daemon.output.hooks)
     hooks: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -178,8 +180,9 @@ class Config:
     inputs: tuple[InputConfig, ...] = ()
 
     def __post_init__(self) -> None:
-        # With the Wyoming server on, no inputs is a valid choice: its clients are the streams.
-        if not self.inputs and not self.wyoming.uri:
+        # With a server on (Wyoming, --listen), no inputs is a valid choice: its clients
+        # are the streams.
+        if not self.inputs and not self.wyoming.uri and not self.telephony.listen:
             name = self.input.name or self.output.stream_name
             if not name:
                 try:
@@ -192,6 +195,7 @@ class Config:
 _SECTIONS: dict[str, type] = {
     "input": InputConfig, "vad": VadConfig, "windows": WindowsConfig, "model": ModelConfig,
     "output": OutputConfig, "mqtt": MqttConfig, "wyoming": WyomingConfig,
+    "telephony": TelephonyConfig,
 }
 _TOP_SCALARS = ("log_level",)
 INPUTS_KEY = "inputs"
@@ -383,7 +387,8 @@ def load_config(
         _check_name("input.name", sections["input"].name, ctx)
     sections["inputs"] = _resolve_inputs(entries, sections["input"],
                                          sections["output"].stream_name, ctx,
-                                         wyoming=bool(sections["wyoming"].uri))
+                                         wyoming=bool(sections["wyoming"].uri
+                                                       or sections["telephony"].listen))
     sections["hooks"] = hooks
     cfg = Config(**sections)
     _cross_check(cfg, ctx)

@@ -18,6 +18,8 @@ from intentd.daemon.config_yaml import ConfigContext
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.output.metrics import parse_listen
 from intentd.daemon.output.targets import parse_target
+from intentd.daemon.telephony.settings import FORMS as LISTEN_FORMS
+from intentd.daemon.telephony.settings import parse_listens
 from intentd.daemon.wyoming.settings import FORMS as WYOMING_FORMS
 from intentd.daemon.wyoming.settings import parse_uri
 
@@ -138,6 +140,13 @@ RULES: dict[str, Rule] = {
     "wyoming.max_clients": _int(1, 10000),
     "wyoming.languages": (list, lambda v: len(v) > 0 and all(v),  # type: ignore[arg-type]
                           "a non-empty list of language codes, e.g. [en]"),
+    "telephony.listen": (list, _parses(parse_listens),
+                         f"a list of {LISTEN_FORMS}, e.g. [ws://0.0.0.0:8765/media], or []"),
+    "telephony.max_streams": _int(1, 100000),
+    "telephony.start_timeout_s": _float(0.0, 3600.0, lo_open=True),
+    "telephony.idle_timeout_s": _float(0.0, 86400.0, lo_open=True),
+    "telephony.max_gap_s": _float(0.0, 3600.0),
+    "telephony.block_ms": _int(10, 1000),
     "log_level": (str, lambda v: v.upper() in LOG_LEVELS, ", ".join(LOG_LEVELS)),  # type: ignore[attr-defined]
 }
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from intentd.daemon.output.events import (
+    CallInfo,
     IntentEvent,
     LabelScore,
     SlotScore,
@@ -103,6 +104,31 @@ def test_speech_events_exact_lines() -> None:
         '{"v": 1, "type": "speech_end", "utterance_id": 7, "stream": "kitchen", '
         '"end_s": 2.0, "ts": "2024-05-01T12:00:03.457Z"}'
     )
+
+
+def test_telephony_call_exact_lines() -> None:
+    """A phone call's track: "call" after "stream", the platform's own names for the ids."""
+    call = CallInfo("CA5", "MZ5", (("crm_id", "884"), ("queue", "billing")))
+    ev = _intent(stream="CA5/inbound", call=call)
+    assert to_json_line(ev) == (
+        '{"v": 1, "type": "intent", "intent": "check_balance", "score": 0.9123, '
+        '"top": [{"intent": "check_balance", "score": 0.9123}, '
+        '{"intent": "transfer", "score": 0.05}, {"intent": "stop", "score": 0.0377}], '
+        '"utterance_id": 3, "stream": "CA5/inbound", "call": {"callSid": "CA5", '
+        '"streamSid": "MZ5", "customParameters": {"crm_id": "884", "queue": "billing"}}, '
+        '"start_s": 12.346, "end_s": 14.0, '
+        '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
+        '"model": "banking"}'
+    )
+    bare = CallInfo(None, "MZ6")
+    assert to_json_line(SpeechStartEvent(0, "MZ6/outbound", 1.5, TS, bare)) == (
+        '{"v": 1, "type": "speech_start", "utterance_id": 0, "stream": "MZ6/outbound", '
+        '"call": {"callSid": null, "streamSid": "MZ6", "customParameters": {}}, '
+        '"start_s": 1.5, "ts": "2024-05-01T12:00:03.457Z"}')
+    assert to_json_line(SpeechEndEvent(0, "MZ6/outbound", 2.25, TS, bare)) == (
+        '{"v": 1, "type": "speech_end", "utterance_id": 0, "stream": "MZ6/outbound", '
+        '"call": {"callSid": null, "streamSid": "MZ6", "customParameters": {}}, '
+        '"end_s": 2.25, "ts": "2024-05-01T12:00:03.457Z"}')
 
 
 def test_line_is_single_line_utf8_json() -> None:

@@ -110,6 +110,8 @@ from collections import deque
 
 import numpy as np
 
+from intentd.daemon.audio.percentile import SortedWindow
+
 GATE_HIGHPASS_HZ = 100.0  # the gate's energy ignores rumble and hum below this (docstring)
 GATE_HIGHPASS_ORDER = 2
 NOISE_WINDOW_S = 5.0  # history of frame energies the noise floor is estimated from
@@ -165,17 +167,16 @@ class NoiseFloor:
                  min_dbfs: float = NOISE_FLOOR_MIN_DBFS) -> None:
         self.percentile = percentile
         self.min_dbfs = min_dbfs
-        self._hist_dbfs: deque[float] = deque(maxlen=_window_frames(window_s, frame_ms))
+        self._hist_dbfs = SortedWindow(_window_frames(window_s, frame_ms))
 
     @property
     def floor_dbfs(self) -> float:
-        if not self._hist_dbfs:
+        if not len(self._hist_dbfs):
             return self.min_dbfs
-        est = float(np.percentile(np.fromiter(self._hist_dbfs, float), self.percentile))
-        return max(est, self.min_dbfs)
+        return max(self._hist_dbfs.linear(self.percentile), self.min_dbfs)
 
     def add(self, energy_dbfs: float) -> None:
-        self._hist_dbfs.append(energy_dbfs)
+        self._hist_dbfs.append(float(energy_dbfs))
 
 
 class FooledLevel:
@@ -186,7 +187,7 @@ class FooledLevel:
                  percentile: float = FOOLED_PERCENTILE) -> None:
         self.percentile = percentile
         self.window_frames = _window_frames(window_s, frame_ms)
-        self._hist_db: deque[float] = deque(maxlen=self.window_frames)
+        self._hist_db = SortedWindow(self.window_frames)
         self._level_db = -math.inf
 
     @property
@@ -199,10 +200,9 @@ class FooledLevel:
         return len(self._hist_db)
 
     def add(self, fooled: bool, above_db: float) -> None:
-        self._hist_db.append(above_db if fooled else -math.inf)
+        self._hist_db.append(float(above_db) if fooled else -math.inf)
         # "higher" picks a stored value: interpolating towards -inf would give nan.
-        self._level_db = float(np.percentile(np.fromiter(self._hist_db, float),
-                                             self.percentile, method="higher"))
+        self._level_db = self._hist_db.higher(self.percentile)
 
 
 class NoiseGate:

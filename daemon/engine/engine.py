@@ -33,7 +33,7 @@ from intentd.daemon.engine.stream import StreamSettings, StreamStage
 from intentd.daemon.engine.worker import EventRouter, Recorder, Worker, WorkerSettings
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model.backend import ModelBackend
-from intentd.daemon.output.events import Event
+from intentd.daemon.output.events import CallInfo, Event
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,15 @@ class Engine:
     def start(self) -> None:
         self._worker_thread.start()
 
-    def add_stream(self, name: str, source: AudioSource) -> StreamStage:
-        """Start a stream thread for ``source``; its events carry ``stream = name``."""
+    def add_stream(self, name: str, source: AudioSource,
+                   call: CallInfo | None = None) -> StreamStage:
+        """Start a stream thread for ``source``; its events carry ``stream = name`` (and
+        ``call``, for a phone call's track)."""
         with self._lock:
             if name in self._streams and name not in self._done:
                 raise ConfigError(f"a stream named {name!r} is already running")
             stage = StreamStage(name, source, self.settings.stream, self.rate_hz, self._work,
-                                self._abort)
+                                self._abort, call)
             self._streams[name] = stage
             self._done.pop(name, None)
             thread = threading.Thread(target=stage.run, name=f"intentd-stream-{name}",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intentd.daemon.output.events import Event
+from intentd.daemon.output.events import CallInfo, Event
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class EndItem:
     end_wall_time: float  # time.monotonic() when the stage saw the end of speech
     reason: str
     windows: int = 0  # windows cut from the utterance (classified or not)
+    call: CallInfo | None = None  # the stream's phone call, for the verdict event
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from intentd.daemon.engine.items import (
     WindowItem,
 )
 from intentd.daemon.errors import ConfigError, IntentdError
-from intentd.daemon.output.events import SpeechEndEvent, SpeechStartEvent
+from intentd.daemon.output.events import CallInfo, SpeechEndEvent, SpeechStartEvent
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,14 @@ class StreamStage:
     """Thread target for one input: ``threading.Thread(target=stage.run)``."""
 
     def __init__(self, name: str, source: AudioSource, settings: StreamSettings,
-                 rate_hz: int, out: queue.Queue[Any], abort: threading.Event) -> None:
+                 rate_hz: int, out: queue.Queue[Any], abort: threading.Event,
+                 call: CallInfo | None = None) -> None:
         if rate_hz not in VAD_RATES_HZ:
             raise ConfigError(f"the model's sample rate {rate_hz} Hz is not one the VAD "
                               f"supports ({', '.join(map(str, VAD_RATES_HZ))})")
         self.name = name
         self.source = source
+        self.call = call  # a phone call's track: its events carry the call's ids
         self.rate_hz = rate_hz
         self.out = out
         self.abort = abort  # set by the engine: give up blocked hand-overs now
@@ -221,7 +223,7 @@ class StreamStage:
                                         WindowCutter(s.windows))
                 if s.speech_events:
                     self._put(EventItem(SpeechStartEvent(
-                        uid, self.name, (off + voiced) / self.rate_hz, time.time())))
+                        uid, self.name, (off + voiced) / self.rate_hz, time.time(), self.call)))
             elif isinstance(ev, UtteranceAudio):
                 utt = self._open[uid]
                 self._windows(uid, utt, utt.cutter.push(ev.samples))
@@ -238,9 +240,9 @@ class StreamStage:
                 self.counts["max_length_splits"] += ev.reason == "max_length"
                 if s.speech_events:
                     self._put(EventItem(SpeechEndEvent(uid, self.name, end / self.rate_hz,
-                                                       time.time())))
+                                                       time.time(), self.call)))
                 self._put(EndItem(self.name, uid, start, end, seen, ev.reason,
-                                  utt.cutter.windows_emitted))
+                                  utt.cutter.windows_emitted, self.call))
             elif isinstance(ev, Discarded):
                 utt = self._open.pop(uid)
                 end = (off + ev.voiced_end_sample if ev.voiced_end_sample >= 0
@@ -249,7 +251,7 @@ class StreamStage:
                 self._put(DiscardItem(self.name, uid))
                 if s.speech_events:
                     self._put(EventItem(SpeechEndEvent(uid, self.name, end / self.rate_hz,
-                                                       time.time())))
+                                                       time.time(), self.call)))
 
     def _windows(self, uid: int, utt: _Open, pairs: list[tuple[int, np.ndarray]]) -> None:
         self.counts["windows"] += len(pairs)

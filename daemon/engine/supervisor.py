@@ -34,6 +34,7 @@ from intentd.daemon.config import Config, InputConfig
 from intentd.daemon.engine.engine import DRAIN_GRACE_S, Engine, EngineSettings
 from intentd.daemon.engine.notify import Notifier
 from intentd.daemon.engine.stream import StreamSettings
+from intentd.daemon.engine.summary import log_summary
 from intentd.daemon.engine.worker import LATENCY_BUCKETS_MS, WorkerSettings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
@@ -44,6 +45,8 @@ from intentd.daemon.output.router import Router
 from intentd.daemon.output.sinks import Sink, open_sinks
 
 if TYPE_CHECKING:
+    from intentd.daemon.output.events import CallInfo
+    from intentd.daemon.telephony.server import TelephonyServer
     from intentd.daemon.wyoming.server import WyomingServer
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,7 @@ class Supervisor:
         self.router: Router | None = None
         self.engine: Engine | None = None
         self.wyoming: WyomingServer | None = None
+        self.telephony: TelephonyServer | None = None  # --listen
         self._ready_listeners: list[Callable[[], None]] = []
 
     # --- start-up -------------------------------------------------------------------
@@ -175,6 +179,11 @@ class Supervisor:
                 self.wyoming = WyomingServer.from_config(self.cfg, self)
                 self.wyoming.start()
                 self.router.sinks.append(self.wyoming)  # its streams' events go back to it
+            if self.cfg.telephony.listen:
+                from intentd.daemon.telephony.server import TelephonyServer
+
+                self.telephony = TelephonyServer.from_config(self.cfg, self)
+                self.telephony.start()
         except BaseException:
             self.router.close()
             if self.metrics is not None:
@@ -199,9 +208,9 @@ class Supervisor:
         for name, source in list(self.sources.items()):
             if self._try(name, source.start):
                 self.engine.add_stream(name, source)
-        if self.wyoming is not None:
-            self.engine.on_stream_ended(self.wyoming.stream_ended)
-            self.wyoming.serve()
+        for server in self.servers:
+            self.engine.on_stream_ended(server.stream_ended)
+            server.serve()
         log.info("ready: %d stream(s) -> %s; model %s (%s verdict)", len(self.sources),
                  ", ".join(s.name for s in self.router.sinks), self.backend.name,
                  self.cfg.model.verdict)
@@ -217,15 +226,15 @@ class Supervisor:
         self._stop.set()
 
     def run(self) -> int:
-        """Start (what is not yet started), run until every input ended (with the Wyoming
-        server on: until a stop is requested), shut down; the exit code."""
+        """Start (what is not yet started), run until every input ended (with a server
+        on, Wyoming or --listen: until a stop is requested), shut down; the exit code."""
         try:
             if not self.ready.is_set():
                 self.start()
             assert self.engine is not None
             while not self._stop.is_set():
-                if self.wyoming is not None:
-                    self._stop.wait(0.2)  # its clients come and go: no end of input
+                if self.servers:
+                    self._stop.wait(0.2)  # their clients come and go: no end of input
                 elif self.engine.wait_streams(timeout_s=0.2, stop=self._stop):
                     break
                 if not self.engine.worker_alive:
@@ -237,8 +246,8 @@ class Supervisor:
             self.notifier.stopping()
             if self._stop.is_set():
                 log.info("stop requested: finishing the current utterances")
-            if self.wyoming is not None:
-                self.wyoming.close()  # clients go first: their streams end with them
+            for server in self.servers:
+                server.close()  # clients go first: their streams end with them
             self.engine.stop(DRAIN_GRACE_S)
         finally:
             if self.router is not None:
@@ -247,7 +256,7 @@ class Supervisor:
                 self.metrics.close()
             if self.recorder is not None:
                 self.recorder.close()
-        self._log_summary()
+        log_summary(self.engine, self.router)
         return self.exit_code()
 
     def _tick(self) -> None:
@@ -350,21 +359,27 @@ class Supervisor:
             log.warning("reload: inputs are kept as they are; restart intentd to change them")
         if cfg.output.targets != self.cfg.output.targets:
             log.warning("reload: outputs are kept as they are; restart intentd to change them")
-        if cfg.wyoming != self.cfg.wyoming:
-            log.warning("reload: the Wyoming server is kept as it is; restart intentd to change it")
+        if cfg.wyoming != self.cfg.wyoming or cfg.telephony != self.cfg.telephony:
+            log.warning("reload: the servers (wyoming, telephony) are kept as they are; restart "
+                        "intentd to change them")
         done = self.engine.swap(backend, engine_settings(cfg, backend.sample_rate_hz),
                                 model_name=backend.name)
         self.backend = backend
         self.cfg = replace(cfg, inputs=self.cfg.inputs, wyoming=self.cfg.wyoming, output=replace(
-            cfg.output, targets=self.cfg.output.targets))
+            cfg.output, targets=self.cfg.output.targets), telephony=self.cfg.telephony)
         return done
 
-    def add_input(self, name: str, source: AudioSource) -> None:
+    def add_input(self, name: str, source: AudioSource, call: CallInfo | None = None) -> None:
         """A stream that arrives while running (a network connection, a hot-plugged mic)."""
         assert self.engine is not None
         source.start()
+        self.engine.add_stream(name, source, call)  # a name in use raises: keep its source
         self.sources[name] = source
-        self.engine.add_stream(name, source)
+
+    @property
+    def servers(self) -> list[WyomingServer | TelephonyServer]:
+        """The network servers, whose clients are streams: they start with the engine."""
+        return [s for s in (self.wyoming, self.telephony) if s is not None]
 
     def forget_input(self, name: str) -> None:
         """Drop an ended stream that arrived while running (its figures go with it)."""
@@ -388,26 +403,6 @@ class Supervisor:
                 "model": self.backend.name if self.backend else None,
                 "health_s": self.health(), "streams": streams,
                 "worker": self.engine.worker.stats() if self.engine else None,
-                "sinks": self.router.stats() if self.router else []}
-
-    def _log_summary(self) -> None:
-        if self.engine is None:
-            return
-        for name, stage in self.engine.streams().items():
-            st = stage.stats()
-            src = st["source_stats"]
-            log.info("summary %s: %.1f s audio, %d blocks (%d dropped, %d overflows), "
-                     "%d utterances (%d discarded, %d pauses shortened), %d windows%s", name,
-                     st["samples_in"] / max(1, stage.source.sample_rate_hz),
-                     src.get("blocks", 0), src.get("dropped_blocks", 0),
-                     src.get("overflows", 0), st["utterances"], st["discarded"],
-                     st["pauses_shortened"], st["windows"],
-                     f", failed: {stage.error}" if stage.error else "")
-        wk = self.engine.worker.stats()
-        drops = [f"{c['client']}={c['dropped']}" for s in (self.router.stats() if self.router
-                                                           else [])
-                 for c in s.get("clients", [])]
-        log.info("summary: events %s, %d windows classified, latency median %s ms, "
-                 "client drops [%s]", wk["events"], wk["windows_classified"],
-                 wk["latency_ms_median"], ", ".join(drops))
+                "sinks": self.router.stats() if self.router else [],
+                **({"telephony": self.telephony.stats()} if self.telephony else {})}
 

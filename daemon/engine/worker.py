@@ -351,6 +351,7 @@ class Worker:
             model=utt.backend.name if utt.backend is not self.backend else self.model_name,
             slots=slots,
             text=text,
+            call=item.call,
         )
         self.utterances += 1
         self._latencies.append(latency_ms)

@@ -12,7 +12,10 @@ is :data:`REJECT_LABEL` when the model's rejection class won. A model with slot 
 slots heard (``{}`` when none, and always for ``no_match``); other models' events have no
 such key. A model trained from a spec adds ``"text"`` next: the command as a sentence (the
 intent's template with the heard values' words, :mod:`intentd.daemon.model.sentences`;
-``null`` for ``no_match``).
+``null`` for ``no_match``). A stream that is a phone call's track (:mod:`intentd.daemon.telephony`)
+adds ``"call"`` after ``stream`` in its verdicts and speech events: ``{"callSid": ...,
+"streamSid": ..., "customParameters": {...}}`` as the telephony platform named them, so a
+consumer can join them to its CRM; other streams' events have no such key.
 """
 
 from __future__ import annotations
@@ -50,6 +53,20 @@ class SlotScore:
 
 
 @dataclass(frozen=True)
+class CallInfo:
+    """The phone call a stream belongs to, as the platform's ``start`` message named it.
+    Here, not in the telephony package: the wire schema lives in this module only."""
+
+    call_sid: str | None
+    stream_sid: str
+    custom_parameters: tuple[tuple[str, str], ...] = ()  # in the platform's order
+
+    def to_dict(self) -> dict[str, object]:
+        return {"callSid": self.call_sid, "streamSid": self.stream_sid,
+                "customParameters": dict(self.custom_parameters)}
+
+
+@dataclass(frozen=True)
 class IntentEvent:
     """The verdict for one utterance."""
 
@@ -70,6 +87,7 @@ class IntentEvent:
     slots: tuple[SlotScore, ...] | None = None
     # Models trained from a spec only (else None): the verdict as a sentence; "" for no_match.
     text: str | None = None
+    call: CallInfo | None = None  # telephony streams only
 
     def __post_init__(self) -> None:
         if self.type not in ("intent", "no_match"):
@@ -85,6 +103,7 @@ class SpeechStartEvent:
     stream: str
     start_s: float
     ts: float
+    call: CallInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,7 @@ class SpeechEndEvent:
     stream: str
     end_s: float
     ts: float
+    call: CallInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +176,10 @@ def _secs(x: float) -> float:
     return round(float(x), 3)
 
 
+def _call(call: CallInfo | None) -> dict[str, object]:
+    return {} if call is None else {"call": call.to_dict()}
+
+
 def to_dict(event: Event) -> dict[str, object]:
     """The wire object with keys in schema order."""
     if isinstance(event, IntentEvent):
@@ -174,6 +198,7 @@ def to_dict(event: Event) -> dict[str, object]:
         return out | {
             "utterance_id": int(event.utterance_id),
             "stream": event.stream,
+            **_call(event.call),
             "start_s": _secs(event.start_s),
             "end_s": _secs(event.end_s),
             "windows": int(event.windows),
@@ -187,6 +212,7 @@ def to_dict(event: Event) -> dict[str, object]:
             "type": "speech_start",
             "utterance_id": int(event.utterance_id),
             "stream": event.stream,
+            **_call(event.call),
             "start_s": _secs(event.start_s),
             "ts": iso_utc_ms(event.ts),
         }
@@ -196,6 +222,7 @@ def to_dict(event: Event) -> dict[str, object]:
             "type": "speech_end",
             "utterance_id": int(event.utterance_id),
             "stream": event.stream,
+            **_call(event.call),
             "end_s": _secs(event.end_s),
             "ts": iso_utc_ms(event.ts),
         }

@@ -10,6 +10,10 @@ Forms (as wyoming's ``from_uri``, with the short forms users already write):
   ``mqtts://...`` (TLS, port 8883): a broker, Rhasspy Hermes topics (:mod:`.mqtt`)
 - ``exec:PROGRAM``: run PROGRAM for every intent, the event on its stdin (:mod:`.hooks`)
 
+Where intentd listens instead (``--listen``, :mod:`intentd.daemon.telephony`), ``tcp`` and
+``ws://HOST:PORT[/PATH]`` (a WebSocket server; PATH defaults to ``/``) are parsed here too,
+with ``listen=True``: one parser for every address, and ``ws`` is refused as an output.
+
 Parsing checks form only; binding (a missing directory, a port in use) is the sink's job.
 """
 
@@ -31,9 +35,9 @@ class OutputTarget:
     """One parsed output target."""
 
     kind: str  # one of SCHEMES
-    path: str | None = None  # unix; exec: the program
-    host: str | None = None  # tcp, mqtt(s)
-    port: int | None = None  # tcp, mqtt(s)
+    path: str | None = None  # unix; exec: the program; ws: the URL path
+    host: str | None = None  # tcp, mqtt(s), ws
+    port: int | None = None  # tcp, mqtt(s), ws
     user: str | None = None  # mqtt(s)
     # Kept out of repr and str: targets are logged.
     password: str | None = field(default=None, repr=False)
@@ -53,6 +57,8 @@ class OutputTarget:
             return f"{self.kind}://{who}{host}:{self.port}"
         if self.kind == "exec":
             return f"exec:{self.path}"
+        if self.kind == "ws":
+            return f"ws://{host}:{self.port}{self.path}"
         return self.kind
 
 
@@ -65,8 +71,9 @@ def _scheme(text: str) -> tuple[str, str]:
     return scheme, rest
 
 
-def parse_target(text: str) -> OutputTarget:
-    """``text`` -> :class:`OutputTarget`; ValueError names the allowed forms."""
+def parse_target(text: str, listen: bool = False) -> OutputTarget:
+    """``text`` -> :class:`OutputTarget`; ValueError names the allowed forms. ``listen``:
+    an address to listen on, where ``ws://`` is valid too (module docstring)."""
     text = text.strip()
     if text in ("stdout", "stdout:", "stdout://", "-"):
         return OutputTarget("stdout")
@@ -90,7 +97,28 @@ def parse_target(text: str) -> OutputTarget:
         if not rest.strip():
             raise ValueError("exec: needs a program, e.g. exec:/usr/local/bin/on-intent")
         return OutputTarget("exec", path=rest)
+    if scheme == "ws":
+        if not listen:
+            raise ValueError(f"{text!r} is an address to listen on (--listen), not an "
+                             f"output; use {FORMS}")
+        return _ws(text)
     raise ValueError(f"unknown output {text!r}; use {FORMS}")
+
+
+def _ws(text: str) -> OutputTarget:
+    example = "ws://0.0.0.0:8765/media"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"{exc}; e.g. {example}") from None
+    if not text.startswith("ws://") or not url.hostname or port is None:
+        raise ValueError(f"ws://HOST:PORT[/PATH] with a host and a port (0: a free one), "
+                         f"e.g. {example}")
+    if url.query or url.fragment or url.username:
+        raise ValueError(f"ws:// listen address takes no user, query or fragment; e.g. "
+                         f"{example}")
+    return OutputTarget("ws", host=url.hostname, port=port, path=url.path or "/")
 
 
 def _mqtt(scheme: str, text: str) -> OutputTarget:
