@@ -66,7 +66,8 @@ def _check(results: list[tuple[Case, subprocess.CompletedProcess[bytes]]]) -> No
 
 
 def _config_cases(tmp: Path) -> list[Case]:
-    wrong_type = {str: "[1, 2]", int: '"many"', float: '"lots"', bool: '"perhaps"', tuple: "5"}
+    wrong_type = {str: "[1, 2]", int: '"many"', float: '"lots"', bool: '"perhaps"', tuple: "5",
+                  list: "5"}
     cases = []
     for key, (typ, check, _allowed) in RULES.items():
         section, _, name = key.rpartition(".")
@@ -88,10 +89,13 @@ def _config_cases(tmp: Path) -> list[Case]:
         "unknown section": ("modle:\n  threshold: 0.5\n", "did you mean model?"),
         "YAML syntax": ("model:\n  threshold: [0.5\n", "bad.yaml:"),
         "not a mapping": ("- just\n- a list\n", "bad.yaml"),
-        "bad output scheme": ("output:\n  targets: [mqtt://x]\n", "output.targets"),
+        "bad output scheme": ("output:\n  targets: [amqp://x]\n", "output.targets"),
         "output listed twice": ("output:\n  targets: [stdout, stdout]\n", "listed twice"),
         "empty inputs list": ("inputs: []\n", "inputs"),
         "world-writable socket": ('output:\n  unix_mode: "0666"\n', "not writable by others"),
+        "hook without a program": ("hooks:\n  lights_on: []\n", "bad.yaml:2: hooks.lights_on"),
+        "hooks not a mapping": ("hooks: [lights_on]\n", "bad.yaml:1: hooks"),
+        "MQTT URL with a path": ("output:\n  targets: ['mqtt://broker/x']\n", "takes no path"),
     }
     for name, (text, says) in extra.items():
         cfg = tmp / name.replace(" ", "_") / "bad.yaml"
@@ -204,7 +208,10 @@ def _output_cases(tmp: Path, model: Path, wav: str) -> list[Case]:
         Case("socket in a missing dir", [*run, f"unix:{tmp}/no/such/dir.sock"], 2,
              "does not exist"),
         Case("TCP port in use", [*run, f"tcp:127.0.0.1:{port}"], 2, str(port)),
-        Case("unknown output scheme", [*run, "mqtt://broker"], 2, "mqtt://broker"),
+        Case("unknown output scheme", [*run, "amqp://broker"], 2, "amqp://broker"),
+        Case("MQTT option unknown", [*run, "mqtt://broker?qos=1"], 2, "unknown mqtt option"),
+        Case("exec program missing", [*run, "exec:/no/such/program"], 2,
+             "'/no/such/program' is not found"),
         Case("TCP port out of range", [*run, "tcp:127.0.0.1:70000"], 2, "70000"),
     ]
 
