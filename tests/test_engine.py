@@ -17,7 +17,7 @@ from segmenter_helpers import harmonic
 
 from intentd.daemon.config import Config, load_config
 from intentd.daemon.engine.supervisor import Supervisor
-from intentd.daemon.errors import DataError
+from intentd.daemon.errors import ConfigError, DataError
 from intentd.daemon.output.events import Event, IntentEvent
 
 SR = 16000
@@ -381,3 +381,27 @@ def test_stats_events_come_every_interval_in_order_with_the_others() -> None:
     assert [s.uptime_s for s in stats] == sorted(s.uptime_s for s in stats)
     after = [e for e in stats if e.utterances == 2]
     assert after and dict(after[-1].events)["intent"] == 2
+
+
+def test_hooks_are_checked_against_the_model_at_start_and_at_reload() -> None:
+    cfg = replace(cfg_for("live"), hooks=(("on", ("/bin/true",)),))
+    sup, _ = make(replace(cfg, hooks=(("of", ("/bin/true",)),)), {"live": FedSource("live")})
+    with pytest.raises(ConfigError, match=r"hooks.of: the model has no intent 'of'; did you "
+                                          r"mean off"):
+        sup.run()
+    live = FedSource("live")
+    sup, _ = make(cfg, {"live": live}, [Backend(), Backend()])
+    runner = threading.Thread(target=lambda: setattr(runner, "code", sup.run()))
+    runner.start()
+    assert sup.ready.wait(10)
+
+    class Other(Backend):
+        labels = ("up", "down")
+
+    sup._load_backend = lambda path, threads: Other()  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"hooks.on: the model has no intent 'on'"):
+        sup.reload(sup.cfg)
+    assert sup.backend is not None and sup.backend.labels == ("on", "off")
+    live.close()
+    runner.join(5)
+    assert runner.code == 0  # type: ignore[attr-defined]

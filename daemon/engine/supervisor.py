@@ -355,10 +355,16 @@ class Supervisor:
         backend = self.backend
         if reload_model:
             backend = self._load_backend(cfg.model.path, cfg.model.threads)
+        if self.cfg.hooks:  # the running hooks must still name intents the model has
+            from intentd.daemon.output.hooks import check_intents
+
+            check_intents(self.cfg.hooks, backend.labels)
         if cfg.inputs != self.cfg.inputs:
             log.warning("reload: inputs are kept as they are; restart intentd to change them")
-        if cfg.output.targets != self.cfg.output.targets:
-            log.warning("reload: outputs are kept as they are; restart intentd to change them")
+        if (cfg.output.targets, cfg.mqtt, cfg.hooks) != (self.cfg.output.targets, self.cfg.mqtt,
+                                                         self.cfg.hooks):
+            log.warning("reload: outputs (targets, mqtt, hooks) are kept as they are; restart "
+                        "intentd to change them")
         if cfg.wyoming != self.cfg.wyoming or cfg.telephony != self.cfg.telephony:
             log.warning("reload: the servers (wyoming, telephony) are kept as they are; restart "
                         "intentd to change them")
@@ -366,7 +372,8 @@ class Supervisor:
                                 model_name=backend.name)
         self.backend = backend
         self.cfg = replace(cfg, inputs=self.cfg.inputs, wyoming=self.cfg.wyoming, output=replace(
-            cfg.output, targets=self.cfg.output.targets), telephony=self.cfg.telephony)
+            cfg.output, targets=self.cfg.output.targets), telephony=self.cfg.telephony,
+            mqtt=self.cfg.mqtt, hooks=self.cfg.hooks)
         return done
 
     def add_input(self, name: str, source: AudioSource, call: CallInfo | None = None) -> None:
