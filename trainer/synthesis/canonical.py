@@ -1,12 +1,12 @@
 """A spec's canonical sentences and slot words, for models to say a verdict in words.
 
 ``sentence_patterns`` gives, per intent and per set of slots a sentence can fill, one
-sentence pattern: from the first of the intent's templates that can fill that set, the
-fewest words (an optional part only where it carries a wanted slot; among alternatives of
-equal length the first), with ``{slot}`` where a slot's words go
-(``"turn on the {room} light"``). ``slot_texts`` gives the words most often spoken for each
-slot value (``"300" -> "five minutes"``). Both go into spec.json and, through ``fit``, into
-the model config (:mod:`intentd.daemon.model.sentences` reads them).
+sentence pattern: from the first of the intent's templates that can fill that set, each
+alternative's first option, an optional part only where it carries a wanted slot, and
+``{slot}`` where a slot's words go (``"turn on the {room} light"``). ``slot_texts`` gives
+the words most often spoken for each slot value (``"300" -> "five minutes"``). Both go
+into spec.json and, through ``fit``, into the model config
+(:mod:`intentd.daemon.model.sentences` reads them).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ Patterns = dict[frozenset[str], str]
 
 
 def _keep(out: Patterns, key: frozenset[str], text: str) -> None:
-    """The shorter text for ``key`` (the first among equals)."""
+    """The first text for ``key``, except that leaving an optional part out wins."""
     old = out.get(key)
-    if old is None or len(text.split()) < len(old.split()):
+    if old is None or (old.strip() and not text.strip()):
         out[key] = text
 _MAX_PATTERNS = 256  # per node: the subsets of an intent's slots (6 slots: 64)
 _SAMPLE = 2000  # derivations drawn for a tag too large to enumerate
