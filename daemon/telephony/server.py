@@ -37,6 +37,7 @@ from intentd.daemon.audio.sources import AudioSource
 from intentd.daemon.errors import ConfigError, IntentdError
 from intentd.daemon.output.events import CallInfo
 from intentd.daemon.output.listeners import listen_tcp
+from intentd.daemon.output.server_loop import CLOSE_S, ServerLoop
 from intentd.daemon.output.targets import OutputTarget
 from intentd.daemon.telephony.settings import TelephonyConfig, parse_listens
 from intentd.daemon.telephony.tcp import MAX_HEADER_BYTES, handle_tcp
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVE_TIMEOUT_S = 5.0
-CLOSE_S = 0.8  # within the daemon's 2 s exit promise, with the engine's drain
 
 
 class StreamHost(Protocol):
@@ -75,11 +74,7 @@ class TelephonyServer:
         self._host = host
         self._socks: list[tuple[OutputTarget, socket.socket]] = []
         self.addresses: list[str] = []  # once bound: where clients connect
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._serving = threading.Event()
-        self._failure: BaseException | None = None
-        self._stopping: asyncio.Event | None = None
+        self._loop = ServerLoop("telephony")
         self._lock = threading.Lock()
         self._held = 0  # admitted streams not yet forgotten (the admission count)
         self._streams: dict[str, Track] = {}
@@ -129,45 +124,20 @@ class TelephonyServer:
     def serve(self) -> None:
         """Start answering clients (the engine must be running); returns once it does."""
         assert self._socks, "start() first"
-        self._thread = threading.Thread(target=self._run_loop, name="intentd-telephony",
-                                        daemon=True)
-        self._thread.start()
-        if not self._serving.wait(SERVE_TIMEOUT_S) or self._failure is not None:
-            raise ConfigError(f"telephony: the server did not start "
-                              f"({self._failure or 'timeout'})")
+        self._loop.start(self._main, "telephony")
 
     def close(self) -> None:
         """End every connection (their streams end and are freed), then the loop."""
         if self._closed:
             return
         self._closed = self.closing = True
-        loop, stopping = self._loop, self._stopping
-        if self._thread is not None and loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-            self._thread.join(CLOSE_S + 0.5)
-            if self._thread.is_alive():
-                log.warning("telephony: the server thread did not stop in time")
+        self._loop.stop()
         for _, sock in self._socks:
             sock.close()
         log.info("telephony: summary %s", json.dumps(
             {k: v for k, v in self.stats().items() if k not in ("server", "addresses")}))
 
-    def _run_loop(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:
-            self._failure = exc
-            log.exception("telephony: the server failed")
-        finally:
-            self._serving.set()
-            with contextlib.suppress(Exception):
-                loop.close()
-
     async def _main(self) -> None:
-        self._stopping = asyncio.Event()
         servers: list[Any] = []
         for target, sock in self._socks:
             if target.kind == "ws":
@@ -176,8 +146,9 @@ class TelephonyServer:
                 servers.append(await asyncio.start_server(
                     lambda r, w: self.run_connection(handle_tcp(self, r, w)), sock=sock,
                     limit=MAX_HEADER_BYTES))
-        self._serving.set()
-        await self._stopping.wait()
+        self._loop.serving()
+        assert self._loop.stopping is not None
+        await self._loop.stopping.wait()
         for server in servers:  # no new connections; the open ones close with a reason
             server.close(**({"close_connections": False} if isinstance(server, WsServer)
                             else {}))

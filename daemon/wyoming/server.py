@@ -26,7 +26,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,6 +38,7 @@ from intentd.daemon.errors import ConfigError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import Event
 from intentd.daemon.output.listeners import listen_tcp, listen_unix
+from intentd.daemon.output.server_loop import CLOSE_S, ServerLoop
 from intentd.daemon.output.targets import OutputTarget
 from intentd.daemon.wyoming.replies import info_event
 from intentd.daemon.wyoming.session import AudioSession, WyomingSession
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVE_TIMEOUT_S = 5.0
-CLOSE_S = 0.8  # within the daemon's 2 s exit promise, with the engine's drain
 STREAM_PREFIX = "wyoming-"
 
 
@@ -116,11 +114,7 @@ class WyomingServer:
         self.name = f"wyoming:{target}"
         self._host = host
         self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._serving = threading.Event()
-        self._failure: BaseException | None = None
-        self._stopping: asyncio.Event | None = None
+        self._loop = ServerLoop("wyoming")
         self._lock = threading.Lock()
         self._streams: dict[str, tuple[WyomingSession, AudioSession]] = {}
         self._sessions: set[WyomingSession] = set()  # loop thread only
@@ -167,51 +161,25 @@ class WyomingServer:
     def serve(self) -> None:
         """Start answering clients (the engine must be running); returns once it does."""
         assert self._sock is not None, "start() first"
-        self._thread = threading.Thread(target=self._run_loop, name="intentd-wyoming",
-                                        daemon=True)
-        self._thread.start()
-        if not self._serving.wait(SERVE_TIMEOUT_S) or self._failure is not None:
-            raise ConfigError(f"wyoming {self.address}: the server did not start "
-                              f"({self._failure or 'timeout'})")
+        self._loop.start(self._main, f"wyoming {self.address}")
 
     def close(self) -> None:
         """End every connection (their streams end and are freed), then the loop."""
         if self._closed:
             return
         self._closed = self.closing = True
-        loop, stopping = self._loop, self._stopping
-        if self._thread is not None and loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-            self._thread.join(CLOSE_S + 0.5)
-            if self._thread.is_alive():
-                log.warning("wyoming: the server thread did not stop in time")
-        elif self._sock is not None:
-            self._sock.close()
+        if not self._loop.stop() and self._sock is not None:
+            self._sock.close()  # never served: the server did not take it over
         if self.target.kind == "unix" and self._sock is not None and self.target.path:
             with contextlib.suppress(OSError):
                 os.unlink(self.target.path)
 
-    def _run_loop(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:
-            self._failure = exc
-            log.exception("wyoming: the server failed")
-        finally:
-            self._serving.set()
-            with contextlib.suppress(Exception):
-                loop.close()
-
     async def _main(self) -> None:
-        assert self._sock is not None
-        self._stopping = asyncio.Event()
+        assert self._sock is not None and self._loop.stopping is not None
         server = _ListeningServer(self._sock)
         await server.start(self._new_session)
-        self._serving.set()
-        await self._stopping.wait()
+        self._loop.serving()
+        await self._loop.stopping.wait()
         await server.stop()
         left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in left:
@@ -228,7 +196,7 @@ class WyomingServer:
             entry = self._streams.get(stream)
         if entry is not None:
             session, audio = entry
-            self._call_soon(session.on_event, audio, event)
+            self._loop.call_soon(session.on_event, audio, event)
 
     def stream_ended(self, item: StreamEnded) -> None:
         """Engine listener: every event of ``item.stream`` has been emitted."""
@@ -239,14 +207,7 @@ class WyomingServer:
         self._host.forget_input(item.stream)
         self.counts["streams_freed"] += 1
         session, audio = entry
-        self._call_soon(session.on_ended, audio)
-
-    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
-            loop.call_soon_threadsafe(fn, *args)
+        self._loop.call_soon(session.on_ended, audio)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
