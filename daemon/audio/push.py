@@ -1,21 +1,28 @@
 """A source fed by another thread: audio that arrives over a network connection.
 
-The producer (the Wyoming server's event loop) must never block, so :meth:`PushSource.offer`
-only tries; the producer decides what to do when the queue is full (the Wyoming server
-waits, applying backpressure to its client, see :mod:`intentd.daemon.wyoming.session`).
+The producer (a server's event loop) must never block, so :meth:`PushSource.offer` only
+tries, and :meth:`PushSource.put` waits without blocking the loop: backpressure, not
+loss (a command with a hole in it is a wrong command), so the client's socket fills and
+its sender slows. Only a stream stuck for ``GIVE_UP_S`` loses audio (counted, logged once).
 :meth:`PushSource.end` marks the end of the audio: what is queued is still read, then
 ``read`` returns None and the stream stage flushes the last utterance.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import queue
 import threading
+import time
 
 import numpy as np
 
 from intentd.daemon.errors import DataError
 
+log = logging.getLogger(__name__)
+
+GIVE_UP_S = 30.0  # a stream whose audio nobody took for this long drops blocks
 PCM_WIDTHS = (2,)  # bytes per sample the push sources decode: s16le
 
 
@@ -61,6 +68,22 @@ class PushSource:
             self._queue.put_nowait(block)
         except queue.Full:
             return False
+        return True
+
+    async def put(self, block: np.ndarray, poll_s: float) -> bool:
+        """From an event loop: queue ``block``, retrying every ``poll_s`` while the queue
+        is full; after ``GIVE_UP_S`` the block is dropped and counted (the first drop
+        logged). False when dropped."""
+        deadline = time.monotonic() + GIVE_UP_S
+        while not self.offer(block):
+            if time.monotonic() > deadline:
+                self.dropped_blocks += 1
+                if self.dropped_blocks == 1:
+                    log.warning("stream %s: the engine has not taken audio for %.0f s; "
+                                "dropping blocks (counted in dropped_blocks)", self.name,
+                                GIVE_UP_S)
+                return False
+            await asyncio.sleep(poll_s)
         return True
 
     def end(self) -> None:

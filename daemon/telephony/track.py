@@ -20,13 +20,13 @@ resampler, the VAD's frame loop), so 20 ms blocks cost 5x the CPU of 100 ms ones
 most ``block_ms`` more end-of-speech latency (against the VAD's 1.3 s hangover).
 
 The hand-over is backpressure, not loss: a full queue (the stage or the model is behind)
-makes the connection wait, so its socket fills and the sender sees it; only a stream stuck
-for ``GIVE_UP_S`` loses audio (counted in ``dropped_blocks``, logged once).
+makes the connection wait (:meth:`PushSource.put`), so its socket fills and the sender sees
+it; only a stream stuck for ``push.GIVE_UP_S`` loses audio (counted in ``dropped_blocks``,
+logged once).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_S = 5.0  # audio the stage's queue holds before the connection waits
 POLL_S = 0.02  # how often a waiting connection retries (every stream may be waiting)
-GIVE_UP_S = 30.0
 TOLERANCE_MS = 10
 
 
@@ -118,15 +117,7 @@ class Track:
         if self.source.offer(block):
             return
         t0 = time.monotonic()
-        while not self.source.offer(block):
-            if time.monotonic() - t0 > GIVE_UP_S:
-                self.source.dropped_blocks += 1
-                if self.source.dropped_blocks == 1:
-                    log.warning("stream %s: the engine has not taken audio for %.0f s; "
-                                "dropping blocks (counted in dropped_blocks)", self.name,
-                                GIVE_UP_S)
-                break
-            await asyncio.sleep(POLL_S)
+        await self.source.put(block, POLL_S)
         self.waited_s += time.monotonic() - t0
 
     async def end(self) -> None:

@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
 from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
@@ -43,11 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Backpressure, not loss: a command with a hole in it is a wrong command, so a chunk that
-# finds the stream's queue full waits (the client's socket fills and its sender slows)
-# rather than being dropped. Only a stream stuck this long loses audio (counted, logged).
+# A chunk that finds the stream's queue full waits (PushSource.put: backpressure, not loss).
 PUSH_POLL_S = 0.005
-PUSH_GIVE_UP_S = 30.0
 # audio-stop -> replies: the model's queue may hold other clients' utterances first.
 REPLY_TIMEOUT_S = 60.0
 
@@ -188,19 +183,7 @@ class WyomingSession(AsyncEventHandler):
             return
         block = pcm_to_float(chunk.audio, chunk.width, chunk.channels)
         if block.shape[0]:
-            await self._push(audio, block)
-
-    async def _push(self, audio: AudioSession, block: np.ndarray) -> None:
-        deadline = time.monotonic() + PUSH_GIVE_UP_S
-        while not audio.source.offer(block):
-            if time.monotonic() > deadline:
-                audio.source.dropped_blocks += 1
-                if audio.source.dropped_blocks == 1:
-                    log.warning("wyoming stream %s: the model has not taken audio for %.0f s;"
-                                " dropping chunks (counted in dropped_blocks)", audio.stream,
-                                PUSH_GIVE_UP_S)
-                return
-            await asyncio.sleep(PUSH_POLL_S)
+            await audio.source.put(block, PUSH_POLL_S)
 
     async def _stop(self) -> None:
         audio, self.audio = self.audio, None
