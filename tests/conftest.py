@@ -20,22 +20,8 @@ if str(ROOT) not in sys.path:
 
 log = logging.getLogger(__name__)
 
-TINY_SPEC = """\
-# Three intents with clearly different wording, for fast end-to-end tests.
-intents:
-  lights_on:
-    - "(turn | switch) on the [$room] lights"
-    - "lights on [in the $room]"
-  weather:
-    - "what is the weather [like] (today | tomorrow)"
-    - "will it rain (today | tomorrow)"
-  play_music:
-    - "play [some] $genre music"
-    - "put on [some] $genre"
-slots:
-  room: [kitchen, bedroom, "living room"]
-  genre: [jazz, rock, classical]
-"""
+# Three intents with clearly different wording; bench/run.py trains on it too.
+TINY_SPEC = Path(__file__).parent / "tiny.yaml"
 
 # Utterances per intent (train + held-out voices): enough for >= 90% utterance accuracy,
 # few enough that synthesis takes well under a minute on 2 cores.
@@ -46,7 +32,7 @@ TINY_PER_INTENT = 40
 def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a small intent spec YAML: lights_on / weather / play_music."""
     path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    path.write_text(TINY_SPEC, encoding="utf-8")
+    path.write_text(TINY_SPEC.read_text(encoding="utf-8"), encoding="utf-8")
     return path
 
 
