@@ -21,6 +21,7 @@ at most once: what the network loses with the connection is not resent.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import socket
@@ -134,8 +135,6 @@ class MqttSink:
 
     def messages(self, event: Event) -> list[Message]:
         """What one event becomes: (topic, payload) in publishing order."""
-        import json
-
         s = self.settings
         out: list[Message] = []
         if s.hermes and isinstance(event, IntentEvent):
