@@ -84,6 +84,22 @@ def save_w2v2_base(out: Path) -> Path:
     return out
 
 
+W2V2_BACKENDS = ("torch", "onnx", "onnx-int8")  # model.backend values of a window model
+
+
+def export_window_model(model: Path, windows_from: Path) -> dict[str, Any]:
+    """``intentd-train export`` of ``model`` (1 thread, agreement windows from
+    ``windows_from``): its ``onnx/export.json``, kept for the next run."""
+    record = model / "onnx" / "export.json"
+    if not record.is_file():
+        proc = subprocess.run([sys.executable, "-m", "intentd.trainer.cli", "export", "--model",
+                               str(model), "--windows-from", str(windows_from)],
+                              env=ENV, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"export failed: {proc.stderr[-2000:]}")
+    return json.loads(record.read_text(encoding="utf-8"))
+
+
 def build_compact(spec_text: str, work: Path) -> tuple[Path, Path]:
     """The tests' tiny spec -> synthetic speech -> compact model (head_channels 128), as
     tests/conftest.py builds it (~1-2 min on 2 cores). Kept in ``work`` for the next run."""

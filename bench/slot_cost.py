@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     backend = load_backend(args.model, 1)
-    heads, space = backend.model.slot_heads, backend.slot_space
+    space = backend.slot_space
     if space is None:
         print(f"{args.model}: not a slot model", file=sys.stderr)
         return 2
@@ -51,7 +51,7 @@ def main() -> int:
     best = {"slots": float("inf"), "intent_only": float("inf")}
     for r in range(args.repeats):
         for kind in (("slots", "intent_only") if r % 2 == 0 else ("intent_only", "slots")):
-            backend.model.slot_heads = heads if kind == "slots" else None
+            backend.head.has_slot_heads = kind == "slots"
             backend.slot_space = space if kind == "slots" else None
             best[kind] = min(best[kind], cpu_per_command_ms(backend, audios))
     print(json.dumps({"commands": len(audios), "speech_s_per_command":

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="below this probability the event is no_match")
     p.add_argument("--verdict", choices=("utterance", "mean", "max"),
                    help="how window evidence becomes one verdict")
+    p.add_argument("--backend", metavar="NAME",
+                   help="window models' runtime (model.backend): auto | torch | onnx | "
+                        "onnx-int8")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG | INFO | WARNING | ERROR")
     p.add_argument("--version", action="version", version=f"intentd {__version__}")
     return p
@@ -116,6 +119,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "telephony.listen": list(args.listen) if args.listen else None,
         "model.threshold": args.threshold,
         "model.verdict": args.verdict,
+        "model.backend": args.backend,
         "log_level": args.log_level.upper() if args.log_level else None,
     }
 
@@ -230,15 +234,8 @@ def _run(argv: list[str] | None) -> int:
     signal.signal(signal.SIGUSR1, on_usr1)
     supervisor = Supervisor(cfg, stdout=out)
     try:
-        # The inputs are checked before torch and the model load (seconds), so a typo
-        # fails at once.
+        # The inputs are checked before the model loads (seconds), so a typo fails at once.
         supervisor.open_inputs()
-        import torch
-
-        # Set before any model work; inter-op threads can only be set once per process.
-        torch.set_num_threads(cfg.model.threads)
-        with contextlib.suppress(RuntimeError):
-            torch.set_num_interop_threads(1)
         supervisor.load_model()
         supervisor.open_outputs()
         code = supervisor.run()
@@ -255,12 +252,9 @@ def _run(argv: list[str] | None) -> int:
 def _check_config(cfg: Config, config_path: str | None) -> int:
     """``--check-config``: the settings are valid (load_config raised otherwise); the model
     they name must load too."""
-    import torch
-
     from intentd.daemon.model.loader import load_backend
 
-    torch.set_num_threads(cfg.model.threads)
-    backend = load_backend(cfg.model.path, cfg.model.threads)
+    backend = load_backend(cfg.model.path, cfg.model.threads, cfg.model.backend)
     space = getattr(backend, "slot_space", None)
     print(f"intentd: {config_path or 'built-in defaults'} is valid; model {cfg.model.path}: "
           f"{len(backend.labels)} labels" + (f", slots {', '.join(space.names)}" if space

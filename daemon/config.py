@@ -109,6 +109,7 @@ class WindowsConfig:
 class ModelConfig:
     path: str = "demo/model"  # what examples/demo.sh trains
     threads: int = 1
+    backend: str = "auto"  # window models: auto | torch | onnx | onnx-int8 (onnx_window)
     verdict: str = "utterance"  # utterance | mean | max
     threshold: float = 0.5
     top_k: int = 3

@@ -16,6 +16,7 @@ from intentd.daemon.audio.inputs import FORMS as SOURCE_FORMS
 from intentd.daemon.audio.inputs import parse_source
 from intentd.daemon.config_yaml import ConfigContext
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.model.onnx_window import BACKENDS
 from intentd.daemon.output.metrics import parse_listen
 from intentd.daemon.output.targets import parse_target
 from intentd.daemon.telephony.settings import FORMS as LISTEN_FORMS
@@ -96,6 +97,7 @@ RULES: dict[str, Rule] = {
     "windows.hop_s": _float(0.0, 60.0, lo_open=True),
     "model.path": (str, bool, "a model directory"),
     "model.threads": _int(1, 256),
+    "model.backend": _choice(BACKENDS),
     "model.verdict": _choice(VERDICTS),
     "model.threshold": _float(0.0, 1.0),
     "model.top_k": _int(1, 1000),

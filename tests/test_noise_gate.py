@@ -15,6 +15,7 @@ from segmenter_helpers import (
     square,
 )
 
+from intentd.daemon.audio.highpass import Highpass, butter2_highpass
 from intentd.daemon.audio.noise_gate import (
     GATE_HIGHPASS_HZ,
     NOISE_FLOOR_MIN_DBFS,
@@ -315,3 +316,27 @@ def test_a_stream_that_starts_in_fooling_noise_learns_it_at_the_first_forced_spl
     # Before: six utterances held to the limit, the talker's from 9 s to 12 s.
     assert kept == [(0, 100 * F30, "max_length"),
                     (noise.size - PAD, noise.size + talk.size + PAD, "silence")]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+def test_highpass_equals_scipy_sosfilt_across_blocks(rate: int):
+    """The numpy biquad (no scipy in the daemon) is scipy's Butterworth sosfilt."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(2, GATE_HIGHPASS_HZ, btype="highpass", fs=rate, output="sos")
+    b, a = butter2_highpass(GATE_HIGHPASS_HZ, rate)
+    np.testing.assert_allclose(sos[0], [*b, 1.0, *a], rtol=0, atol=1e-14)
+    x = np.random.default_rng(rate).standard_normal(rate * 3) * 0.3
+    x[rate : rate + 100] = 0.99  # a step, so the state carried across blocks matters
+    hp, zi, got, ref = Highpass(GATE_HIGHPASS_HZ, rate), np.zeros((1, 2)), [], []
+    rng, i = np.random.default_rng(1), 0
+    while i < x.size:
+        n = int(rng.integers(1, 3000))
+        got.append(hp.filter(x[i : i + n]))
+        r, zi = sosfilt(sos, x[i : i + n], zi=zi)
+        ref.append(r)
+        i += n
+    np.testing.assert_allclose(np.concatenate(got), np.concatenate(ref), rtol=0, atol=1e-12)
+    assert hp.filter(np.zeros(0)).shape == (0,)
+    with pytest.raises(ValueError, match="cutoff"):
+        Highpass(rate, rate)

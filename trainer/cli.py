@@ -34,6 +34,7 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
     "ensemble": ("intentd-train ensemble --model models/a --model models/b --out models/ab",),
     "soup": ("intentd-train soup --model models/t1 --model models/t2 --data data/lights "
              "--out models/soup",),
+    "export": ("intentd-train export --model models/w2v2 --windows-from data/lights",),
 }
 
 # subcommand -> (module, add-arguments function, run function, one-line help)
@@ -61,6 +62,11 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "soup": (
         "intentd.trainer.tuning.soup", "add_soup_arguments", "run_soup",
         "average the weights of compact models tuned from one model into one model",
+    ),
+    "export": (
+        "intentd.trainer.tuning.export", "add_export_arguments", "run_export",
+        "export a window model (wav2vec2-class) to ONNX fp32 and int8 for the daemon's "
+        "onnx backends, timed and checked against torch",
     ),
 }
 

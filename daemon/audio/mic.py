@@ -81,6 +81,7 @@ class MicSource:
         self.name = f"mic:{info['name']}"
         self.sample_rate_hz = int(sample_rate_hz or round(info["default_samplerate"]))
         self.channels = channels
+        self.live = True
         self._block_frames = max(1, round(self.sample_rate_hz * block_ms / 1000))
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
         self._stream: Any = None

@@ -110,10 +110,10 @@ from collections import deque
 
 import numpy as np
 
+from intentd.daemon.audio.highpass import Highpass
 from intentd.daemon.audio.percentile import SortedWindow
 
 GATE_HIGHPASS_HZ = 100.0  # the gate's energy ignores rumble and hum below this (docstring)
-GATE_HIGHPASS_ORDER = 2
 NOISE_WINDOW_S = 5.0  # history of frame energies the noise floor is estimated from
 NOISE_PERCENTILE = 10.0  # low percentile of that history = noise floor
 NOISE_FLOOR_MIN_DBFS = -70.0  # absolute floor: digital silence does not lower it further
@@ -143,19 +143,14 @@ class GateEnergy:
     same energies."""
 
     def __init__(self, sample_rate_hz: int, cutoff_hz: float = GATE_HIGHPASS_HZ) -> None:
-        from scipy.signal import butter, sosfilt
-
-        self._sosfilt = sosfilt
-        self._sos = butter(GATE_HIGHPASS_ORDER, cutoff_hz, btype="highpass",
-                           fs=sample_rate_hz, output="sos")
-        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._highpass = Highpass(cutoff_hz, sample_rate_hz)
 
     def frames_dbfs(self, frames: np.ndarray) -> np.ndarray:
         """Energies of the consecutive rows of ``frames`` [n, frame_samples]."""
         x = np.asarray(frames, dtype=np.float64)
         if x.size == 0:
             return np.zeros(x.shape[0])
-        y, self._zi = self._sosfilt(self._sos, x.reshape(-1), zi=self._zi)
+        y = self._highpass.filter(x.reshape(-1))
         return frame_energy_dbfs(y.reshape(x.shape))
 
 

@@ -50,6 +50,7 @@ class PushSource:
         self.name = name
         self.sample_rate_hz = rate_hz
         self.channels = channels
+        self.live = True  # network audio comes at the pace it is spoken
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
         self._ended = threading.Event()
         self._stopped = threading.Event()

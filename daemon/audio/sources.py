@@ -29,6 +29,9 @@ class AudioSource(Protocol):
     name: str
     sample_rate_hz: int
     channels: int
+    # Audio arrives at the pace it is spoken (a microphone, a call, a file played in real
+    # time): the stream stage may let silence pile up for a moment and read it in one go.
+    live: bool
 
     def start(self) -> None: ...
 
@@ -63,9 +66,13 @@ class FileSource:
         self.sample_rate_hz = int(self._file.samplerate)
         self.channels = int(self._file.channels)
         self.realtime = realtime
+        self.live = realtime
         self._block_frames = max(1, round(self.sample_rate_hz * block_ms / 1000))
         self._t0: float | None = None
         self._pending: np.ndarray | None = None
+        # libsndfile is read a second at a time: a read call costs ~30 us warm and ~250 us
+        # on a thread just woken from its real-time pacing sleep, once per 30 ms block.
+        self._readahead = np.zeros((0, self.channels), dtype=np.float32)
         self._closed = False
         self._blocks = 0
         self._samples = 0
@@ -77,12 +84,17 @@ class FileSource:
         if self._closed:
             return None
         if self._pending is None:
-            try:
-                block = self._file.read(self._block_frames, dtype="float32", always_2d=True)
-            except (RuntimeError, OSError) as exc:
-                raise DataError(f"cannot read audio file {self.path}: {exc}") from None
-            if block.shape[0] == 0:
+            if self._readahead.shape[0] == 0:
+                try:
+                    self._readahead = self._file.read(
+                        self._block_frames * -(-self.sample_rate_hz // self._block_frames),
+                        dtype="float32", always_2d=True)
+                except (RuntimeError, OSError) as exc:
+                    raise DataError(f"cannot read audio file {self.path}: {exc}") from None
+            if self._readahead.shape[0] == 0:
                 return None
+            block = self._readahead[: self._block_frames]
+            self._readahead = self._readahead[self._block_frames :]
             self._pending = block
         if self.realtime:
             if self._t0 is None:
@@ -155,6 +167,7 @@ class StdinSource:
         self.name = "stdin"
         self.sample_rate_hz = rate_hz
         self.channels = channels
+        self.live = False  # a pipe may carry a recording faster than real time
         self.format = fmt
         self._stream = stream
         self._frame_bytes = (2 if fmt == "s16le" else 1) * channels

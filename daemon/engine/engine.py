@@ -135,7 +135,9 @@ class Engine:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._lock.wait(0.05 if left is None else min(0.05, left))
+                # Stream ends and a worker crash notify; the timeout only bounds how late
+                # a stop request or a quietly ended worker is seen.
+                self._lock.wait(0.2 if left is None else min(0.2, left))
 
     def stop(self, grace_s: float = DRAIN_GRACE_S) -> bool:
         """Finish every stream's current utterance, then stop the worker. True if drained."""

@@ -80,10 +80,10 @@ def engine_settings(cfg: Config, rate_hz: int) -> EngineSettings:
     return EngineSettings(worker=worker, stream=stream, queue_items=cfg.model.queue_windows)
 
 
-def _default_loader(path: str, threads: int) -> ModelBackend:
+def _default_loader(path: str, threads: int, backend_choice: str = "auto") -> ModelBackend:
     from intentd.daemon.model.loader import load_backend
 
-    return load_backend(path, threads)
+    return load_backend(path, threads, backend_choice)
 
 
 class Supervisor:
@@ -141,9 +141,13 @@ class Supervisor:
             return False
         return True
 
+    def _load(self, cfg: Config) -> ModelBackend:  # an injected loader takes (path, threads)
+        extra = (cfg.model.backend,) if self._load_backend is _default_loader else ()
+        return self._load_backend(cfg.model.path, cfg.model.threads, *extra)  # type: ignore[call-arg]
+
     def load_model(self) -> ModelBackend:
         t0 = time.monotonic()
-        self.backend = self._load_backend(self.cfg.model.path, self.cfg.model.threads)
+        self.backend = self._load(self.cfg)
         self.model_load_s = time.monotonic() - t0
         if self.cfg.model.verdict != "utterance" and REJECT_LABEL in self.backend.labels:
             # Measured on 100 real coffee orders: every utterance came out no_match.
@@ -354,7 +358,7 @@ class Supervisor:
         assert self.engine is not None and self.backend is not None
         backend = self.backend
         if reload_model:
-            backend = self._load_backend(cfg.model.path, cfg.model.threads)
+            backend = self._load(cfg)
         if self.cfg.hooks:  # the running hooks must still name intents the model has
             from intentd.daemon.output.hooks import check_intents
 

@@ -52,10 +52,10 @@ from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from intentd.daemon.model import compact_layers as layers
 from intentd.daemon.model import embedding, frontends, slots
 from intentd.daemon.model.compact_features import CompactFeatureExtractor
+from intentd.daemon.model.compact_numpy import MODEL_TYPE
 
 logger = logging.getLogger(__name__)
 
-MODEL_TYPE = "intentd-compact"
 HEAD_TYPES = ("keyword_cnn", "gru_attention")
 
 

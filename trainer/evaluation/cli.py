@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     conditions = parse_conditions(args.snrs)
     cfg = load_config(args.config, {"model.path": args.model})
     noise_audio = [load_noise_file(p) for p in args.noise]
-    backend = load_backend(cfg.model.path, cfg.model.threads)  # once, for every stream
+    # once, for every stream
+    backend = load_backend(cfg.model.path, cfg.model.threads, cfg.model.backend)
     recording = Path(args.data).suffix.lower() in AUDIO_SUFFIXES
     if recording:
         streams = [load_recording(args.data, args.truth)]

@@ -8,7 +8,6 @@ all build on it, so none of them imports another in a circle.
 from __future__ import annotations
 
 import numpy as np
-from scipy.fft import next_fast_len
 
 # What training mixes in by default; "cafe" is there for evaluation (and --noise-kind).
 TRAIN_NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")
@@ -51,6 +50,8 @@ def _colored(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     # An FFT of a clip's arbitrary length can be ~10x slower than one of the next 5-smooth
     # length (these FFTs were a fifth of ``synth``'s time); the extra samples are cut off.
+    from scipy.fft import next_fast_len  # [train]: intentd-eval's --help must not need it
+
     m = next_fast_len(n, real=True)
     spec = rng.standard_normal(m // 2 + 1) + 1j * rng.standard_normal(m // 2 + 1)
     f = np.arange(m // 2 + 1, dtype=np.float64)
