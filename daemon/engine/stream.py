@@ -72,6 +72,10 @@ PUT_POLL_S = 0.2
 # than twice that in one wait is ahead of real time (a client sending a recording at full
 # speed, a device with no clock): it is read without waiting until it has caught up.
 IDLE_BATCH_S = 0.12
+# Whatever else the source already holds is read with each block, up to this much audio:
+# a stream that fell behind (a busy machine, many streams) catches up in a few large steps,
+# each sample costing less, instead of one block per wake-up.
+DRAIN_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class StreamSettings:
     send_audio: bool  # the utterance verdict scores the audio itself
     send_windows: bool  # windows go to the model (mean/max verdict, window events)
     speech_events: bool = False
+    audio_at_end: bool = False  # send it in one piece at the end (model.streams_audio False)
 
 
 class _Open:
@@ -90,6 +95,7 @@ class _Open:
         self.start_sample = start_sample
         self.voiced_start = voiced_start
         self.cutter = cutter
+        self.pieces: list[np.ndarray] = []  # its audio, when it goes to the worker at the end
 
 
 class StreamStage:
@@ -127,6 +133,7 @@ class StreamStage:
                        "windows": 0, "samples_in": 0, "nonfinite_samples": 0}
         self._pause_cuts = 0
         self._pause_cut_samples = 0
+        self._drain_max = int(DRAIN_MAX_S * source.sample_rate_hz)
 
     # --- control (any thread) -------------------------------------------------------
 
@@ -175,39 +182,34 @@ class StreamStage:
             self.heartbeat = time.monotonic()
             idle = live and not self._open and not self.segmenter.machine.in_speech
             if idle and not behind:
-                block = self._read_batch()
+                self._stop.wait(IDLE_BATCH_S)
+                block = self._drain(self.source.read(0.0))
                 behind = block is not None and block.shape[0] > ahead
             else:
-                block = self.source.read(0.0 if behind else READ_TIMEOUT_S)
+                block = self._drain(self.source.read(0.0 if behind else READ_TIMEOUT_S))
                 behind = behind and block is not None and block.shape[0] > 0
             if block is None:
                 log.info("stream %s: end of input", self.name)
                 return
+            self._maybe_reconfigure()  # before what was read: it gets the new settings
             if block.shape[0]:
                 self.counts["samples_in"] += int(block.shape[0])
                 block = self._finite(block)
                 self._handle(self.segmenter.process(self.resampler.process(block)))
-            self._maybe_reconfigure()
 
-    def _read_batch(self) -> np.ndarray | None:
-        """Everything the source holds after ``IDLE_BATCH_S`` (None at its end). A stop
-        request cuts the wait short."""
-        self._stop.wait(IDLE_BATCH_S)
-        blocks: list[np.ndarray] = []
-        while True:
+    def _drain(self, first: np.ndarray | None) -> np.ndarray | None:
+        """``first`` and the blocks the source holds now, up to ``DRAIN_MAX_S`` of audio,
+        as one block (None: the source ended before ``first``)."""
+        if first is None or not first.shape[0]:
+            return first
+        blocks, n = [first], first.shape[0]
+        while n < self._drain_max:
             block = self.source.read(0.0)
-            if block is None:
-                if not blocks:
-                    return None
-                break  # the end is read again next time, after these are processed
-            if not block.shape[0]:
-                break
+            if block is None or not block.shape[0]:
+                break  # an end is read again next time, after these are processed
             blocks.append(block)
-        if len(blocks) == 1:
-            return blocks[0]
-        if not blocks:
-            return np.zeros((0, self.source.channels), dtype=np.float32)
-        return np.concatenate(blocks)
+            n += block.shape[0]
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
     def _finite(self, block: np.ndarray) -> np.ndarray:
         """``block`` with NaN and infinite samples (a float file can hold them) read as
@@ -266,12 +268,17 @@ class StreamStage:
             elif isinstance(ev, UtteranceAudio):
                 utt = self._open[uid]
                 self._windows(uid, utt, utt.cutter.push(ev.samples))
-                if s.send_audio:
+                if s.send_audio and s.audio_at_end:
+                    utt.pieces.append(ev.samples)
+                elif s.send_audio:
                     self._put(AudioItem(self.name, uid, ev.samples))
             elif isinstance(ev, UtteranceEnd):
                 seen = time.monotonic()
                 utt = self._open.pop(uid)
                 self._windows(uid, utt, utt.cutter.finish())
+                if utt.pieces:
+                    self._put(AudioItem(self.name, uid, utt.pieces[0] if len(utt.pieces) == 1
+                                        else np.concatenate(utt.pieces)))
                 start, end = utt.start_sample, off + ev.end_sample
                 if 0 <= ev.voiced_start_sample < ev.voiced_end_sample:
                     start, end = off + ev.voiced_start_sample, off + ev.voiced_end_sample

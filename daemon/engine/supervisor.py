@@ -68,13 +68,15 @@ def _rss_mb() -> float:
         return 0.0
 
 
-def engine_settings(cfg: Config, rate_hz: int) -> EngineSettings:
-    """The engine's view of the config for a model at ``rate_hz``."""
+def engine_settings(cfg: Config, backend: ModelBackend) -> EngineSettings:
+    """The engine's view of the config for ``backend``."""
+    rate_hz = backend.sample_rate_hz
     worker = WorkerSettings(verdict=cfg.model.verdict, threshold=cfg.model.threshold,
                             top_k=cfg.model.top_k, sample_rate_hz=rate_hz,
                             window_events=cfg.output.window_events)
     stream = StreamSettings(vad=cfg.vad, windows=cfg.windows.spec(rate_hz),
                             send_audio=cfg.model.verdict == "utterance",
+                            audio_at_end=not getattr(backend, "streams_audio", True),
                             send_windows=worker.needs_windows,
                             speech_events=cfg.output.speech_events)
     return EngineSettings(worker=worker, stream=stream, queue_items=cfg.model.queue_windows)
@@ -206,7 +208,7 @@ class Supervisor:
         if not self.sinks_bound:
             self.open_outputs()
         assert self.backend is not None and self.router is not None
-        self.engine = Engine(self.backend, engine_settings(self.cfg, self.backend.sample_rate_hz),
+        self.engine = Engine(self.backend, engine_settings(self.cfg, self.backend),
                              self.router, model_name=self.backend.name, recorder=self.recorder)
         self.engine.start()
         for name, source in list(self.sources.items()):
@@ -372,7 +374,7 @@ class Supervisor:
         if cfg.wyoming != self.cfg.wyoming or cfg.telephony != self.cfg.telephony:
             log.warning("reload: the servers (wyoming, telephony) are kept as they are; restart "
                         "intentd to change them")
-        done = self.engine.swap(backend, engine_settings(cfg, backend.sample_rate_hz),
+        done = self.engine.swap(backend, engine_settings(cfg, backend),
                                 model_name=backend.name)
         self.backend = backend
         self.cfg = replace(cfg, inputs=self.cfg.inputs, wyoming=self.cfg.wyoming, output=replace(

@@ -29,6 +29,11 @@ class ModelBackend(Protocol):
     name: str
     labels: tuple[str, ...]
     sample_rate_hz: int
+    # The utterance scorer works while audio arrives (a streaming front-end): the streams
+    # send each piece as it is heard. False: it only collects until the end, so a stream
+    # sends the utterance's audio once, at its end (one hand-over instead of ten a second).
+    # A backend without the attribute is taken as streaming.
+    streams_audio: bool
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         """``[n, window_samples]`` float32 → probabilities ``[n, n_labels]``."""

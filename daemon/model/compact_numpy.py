@@ -66,18 +66,18 @@ def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: i
            groups: int = 1) -> np.ndarray:
     """torch's ``Conv1d`` with ``padding=k // 2`` on time-major ``x`` [B, T, C_in]:
     [B, ceil(T / stride), C_out]. ``groups`` is 1 or C_in (depthwise)."""
-    b, t, _ = x.shape
+    b, t, c_in = x.shape
     c_out, _, k = weight.shape
     pad = k // 2
     xp = np.pad(x, ((0, 0), (pad, pad), (0, 0)))
     starts = np.arange(0, t, stride)
-    y = np.zeros((b, starts.size, c_out), dtype=np.float32)
-    for j in range(k):
-        tap = xp[:, starts + j, :]
-        if groups == 1:
-            y += tap @ weight[:, :, j].T
-        else:  # depthwise: each channel its own filter
-            y += tap * weight[:, 0, j]
+    if groups == 1:  # all k taps as one product: [B, T', k * C_in] @ [k * C_in, C_out]
+        cols = np.concatenate([xp[:, starts + j, :] for j in range(k)], axis=2)
+        y = cols @ weight.transpose(2, 1, 0).reshape(k * c_in, c_out)
+    else:  # depthwise: each channel its own filter
+        y = np.zeros((b, starts.size, c_out), dtype=np.float32)
+        for j in range(k):
+            y += xp[:, starts + j, :] * weight[:, 0, j]
     return y if bias is None else y + bias
 
 

@@ -64,6 +64,7 @@ class EnsembleBackend:
         self.name = name
         self.labels = tuple(first.labels)
         self.sample_rate_hz = first.sample_rate_hz
+        self.streams_audio = any(getattr(m, "streams_audio", True) for m in members)
 
     def classify_windows(self, windows: np.ndarray) -> np.ndarray:
         return _mean([member.classify_windows(windows) for member in self.members])

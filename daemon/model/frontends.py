@@ -59,6 +59,11 @@ def _module(name: str) -> ModuleType:
     return embedding
 
 
+def streams(name: str) -> bool:
+    """Whether the front-end embeds while the utterance streams in (else at its end)."""
+    return check(name) == SPEECH_EMBEDDING
+
+
 def dim(name: str) -> int:
     return int(_module(name).EMBEDDING_DIM)
 

@@ -246,6 +246,7 @@ class OnnxWindowBackend:
         self.labels = labels
         self.temperature = temperature
         self.sample_rate_hz = preprocess.sample_rate_hz
+        self.streams_audio = False  # the scorer collects the utterance, runs at its end
         self.variant = variant
 
     def _run(self, clips: np.ndarray) -> np.ndarray:

@@ -108,7 +108,7 @@ def replay(cfg: Config, backend: ModelBackend, chunks: Iterable[np.ndarray],
     """Run one stream through a fresh engine; returns its intent/no_match events."""
     source = ArraySource(chunks, sample_rate_hz, cfg.input.block_ms, name, on_samples)
     sink = CaptureSink()
-    engine = Engine(backend, engine_settings(cfg, backend.sample_rate_hz), Router([sink]),
+    engine = Engine(backend, engine_settings(cfg, backend), Router([sink]),
                     model_name=backend.name)
     engine.start()
     stage = engine.add_stream(cfg.inputs[0].name, source)
