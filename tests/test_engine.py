@@ -150,7 +150,7 @@ def make(cfg: Config, sources: dict[str, ArraySource],
     sink = CaptureSink()
     pool = list(backends or [Backend()])
 
-    def load(path: str, threads: int) -> Backend:
+    def load(model: Any) -> Backend:
         return pool.pop(0)
 
     sup = Supervisor(cfg, load_backend=load,  # type: ignore[arg-type]
@@ -210,7 +210,7 @@ def test_an_input_that_cannot_open_is_skipped_when_there_are_others(
         return ArraySource(two_commands(), inp.name)
 
     sink = CaptureSink()
-    sup = Supervisor(cfg_for("ok", "missing"), load_backend=lambda p, t: Backend(),  # type: ignore[arg-type]
+    sup = Supervisor(cfg_for("ok", "missing"), load_backend=lambda m: Backend(),  # type: ignore[arg-type]
                      source_opener=opener, sink_opener=lambda *a, **k: [sink])
     assert sup.run() == 2
     assert len(sink.verdicts("ok")) == 2
@@ -286,8 +286,8 @@ def test_reload_with_a_broken_model_changes_nothing() -> None:
     live = FedSource("live")
     sup, sink = make(cfg_for("live"), {"live": live})
 
-    def broken(path: str, threads: int) -> Backend:
-        raise DataError(f"{path} has no config.json, so it is not a model")
+    def broken(model: Any) -> Backend:
+        raise DataError(f"{model.path} has no config.json, so it is not a model")
 
     runner = threading.Thread(target=lambda: setattr(runner, "code", sup.run()))
     runner.start()
@@ -398,7 +398,7 @@ def test_hooks_are_checked_against_the_model_at_start_and_at_reload() -> None:
     class Other(Backend):
         labels = ("up", "down")
 
-    sup._load_backend = lambda path, threads: Other()  # type: ignore[assignment]
+    sup._load_backend = lambda m: Other()  # type: ignore[assignment]
     with pytest.raises(ConfigError, match=r"hooks.on: the model has no intent 'on'"):
         sup.reload(sup.cfg)
     assert sup.backend is not None and sup.backend.labels == ("on", "off")

@@ -251,10 +251,10 @@ def test_window_verdict_with_a_rejection_class_warns(verdict: str, tmp_path: Any
 
     cfg = load_config(None, {"model.path": str(tmp_path), "model.verdict": verdict})
     caplog.set_level("WARNING", logger="intentd.daemon.engine.supervisor")
-    Supervisor(cfg, load_backend=lambda path, threads: RejectingBackend()).load_model()
+    Supervisor(cfg, load_backend=lambda m: RejectingBackend()).load_model()
     assert f"model.verdict '{verdict}' with a model that has the rejection class" in caplog.text
     caplog.clear()
-    Supervisor(cfg, load_backend=lambda path, threads: FakeBackend()).load_model()
+    Supervisor(cfg, load_backend=lambda m: FakeBackend()).load_model()
     assert "rejection class" not in caplog.text
 
 

@@ -161,7 +161,7 @@ def daemon() -> Iterator[Supervisor]:
         def stats(self) -> dict[str, Any]:
             return {"sink": self.name}
 
-    sup = Supervisor(cfg, load_backend=lambda p, t: Backend(),  # type: ignore[arg-type,return-value]
+    sup = Supervisor(cfg, load_backend=lambda m: Backend(),  # type: ignore[arg-type,return-value]
                      sink_opener=lambda targets, out, stdout=None, **k: [Quiet()])
     sup.open_inputs()
     sup.load_model()
@@ -291,7 +291,7 @@ def test_a_unix_socket_server_answers_and_leaves_no_socket_file(tmp_path: Any) -
 
     path = tmp_path / "wyoming.sock"
     cfg = load_config(None, {"wyoming.uri": f"unix://{path}", "inputs": []})
-    sup = Supervisor(cfg, load_backend=lambda p, t: Backend(),  # type: ignore[arg-type,return-value]
+    sup = Supervisor(cfg, load_backend=lambda m: Backend(),  # type: ignore[arg-type,return-value]
                      sink_opener=lambda targets, out, stdout=None, **k: [])
     runner = threading.Thread(target=sup.run)
     runner.start()

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from intentd.daemon.audio.sources import AudioSource, open_source
-from intentd.daemon.config import Config, InputConfig
+from intentd.daemon.config import Config, InputConfig, ModelConfig
 from intentd.daemon.engine.engine import DRAIN_GRACE_S, Engine, EngineSettings
 from intentd.daemon.engine.notify import Notifier
 from intentd.daemon.engine.stream import StreamSettings
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 STALL_S = 30.0  # a stage without progress for this long is stalled: no watchdog pings
 STATUS_EVERY_S = 5.0
 
-BackendLoader = Callable[[str, int], ModelBackend]
+BackendLoader = Callable[[ModelConfig], ModelBackend]  # model.path, threads, backend
 SourceOpener = Callable[[InputConfig], AudioSource]
 SinkOpener = Callable[..., list[Sink]]
 
@@ -82,10 +82,10 @@ def engine_settings(cfg: Config, backend: ModelBackend) -> EngineSettings:
     return EngineSettings(worker=worker, stream=stream, queue_items=cfg.model.queue_windows)
 
 
-def _default_loader(path: str, threads: int, backend_choice: str = "auto") -> ModelBackend:
+def _default_loader(model: ModelConfig) -> ModelBackend:
     from intentd.daemon.model.loader import load_backend
 
-    return load_backend(path, threads, backend_choice)
+    return load_backend(model.path, model.threads, model.backend)
 
 
 class Supervisor:
@@ -143,13 +143,9 @@ class Supervisor:
             return False
         return True
 
-    def _load(self, cfg: Config) -> ModelBackend:  # an injected loader takes (path, threads)
-        extra = (cfg.model.backend,) if self._load_backend is _default_loader else ()
-        return self._load_backend(cfg.model.path, cfg.model.threads, *extra)  # type: ignore[call-arg]
-
     def load_model(self) -> ModelBackend:
         t0 = time.monotonic()
-        self.backend = self._load(self.cfg)
+        self.backend = self._load_backend(self.cfg.model)
         self.model_load_s = time.monotonic() - t0
         if self.cfg.model.verdict != "utterance" and REJECT_LABEL in self.backend.labels:
             # Measured on 100 real coffee orders: every utterance came out no_match.
@@ -360,7 +356,7 @@ class Supervisor:
         assert self.engine is not None and self.backend is not None
         backend = self.backend
         if reload_model:
-            backend = self._load(cfg)
+            backend = self._load_backend(cfg.model)
         if self.cfg.hooks:  # the running hooks must still name intents the model has
             from intentd.daemon.output.hooks import check_intents
 
