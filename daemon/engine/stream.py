@@ -63,15 +63,17 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 0.1
 PUT_POLL_S = 0.2
 # Between utterances a live stream lets this much audio pile up in its source and reads it in
-# one go: ~8 wake-ups a second instead of one per 20-30 ms block. Waking is what silence
+# one go: 4 wake-ups a second instead of one per 20-100 ms block. Waking is what silence
 # costs (a thread woken from sleep runs its first few hundred microseconds of Python and
-# numpy several times slower than a warm one), so this takes an idle stream from ~2.4% to
-# well under 1% of a core (bench/run.py e). Speech is noticed at most this much later in
-# wall time (its timestamps are unchanged); once an utterance is open every block is read
-# as it comes, so the end of speech is seen without delay. A source that delivered more
-# than twice that in one wait is ahead of real time (a client sending a recording at full
-# speed, a device with no clock): it is read without waiting until it has caught up.
-IDLE_BATCH_S = 0.12
+# numpy several times slower than a warm one): an idle stream took 2.4% of a core, 0.9% at
+# 0.12 s; and every wake-up of a hundred call streams competes for the GIL with the model
+# worker (bench/run.py f: 88 real-time streams at 0.12 s, 120 at 0.25 s). Speech is noticed
+# at most this much later in wall time (its timestamps are unchanged); once an utterance is
+# open every block is read as it comes, so the end of speech is seen without delay. A source
+# that delivered more than twice that in one wait is ahead of real time (a client sending a
+# recording at full speed, a device with no clock): it is read without waiting until it has
+# caught up.
+IDLE_BATCH_S = 0.25
 # Whatever else the source already holds is read with each block, up to this much audio:
 # a stream that fell behind (a busy machine, many streams) catches up in a few large steps,
 # each sample costing less, instead of one block per wake-up.
