@@ -40,6 +40,8 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
 import run_parts as rp  # noqa: E402  (bench/ is not a package)
 
+from intentd.trainer.tuning.export import cpu_model  # noqa: E402
+
 # The tests' tiny spec: three intents, synthesizes and trains fast.
 TINY_SPEC = BENCH.parent / "tests" / "tiny.yaml"
 
@@ -132,7 +134,7 @@ def main() -> int:
     q = args.quick
     skip = set(args.skip)
     rows: list[Row] = []
-    res: dict[str, Any] = {"cpu": rp.cpu_model(), "cores": os.cpu_count(), "quick": q}
+    res: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "quick": q}
     note: list[str] = []
 
     def say(msg: str) -> None:

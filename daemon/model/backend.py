@@ -42,6 +42,30 @@ class ModelBackend(Protocol):
         """A fresh scorer for one utterance (the ``utterance`` verdict rule)."""
 
 
+WINDOW_BATCH = 16  # windows per model run for window models: bounds activation memory
+
+
+class BatchClassifier(Protocol):
+    def classify_batch(self, audios: list[np.ndarray]) -> np.ndarray: ...
+
+
+class CollectingScorer:
+    """For a model that sees the whole utterance at once (window models on torch or ONNX):
+    collects the audio; ``result`` runs ``classify_batch`` once on all of it."""
+
+    def __init__(self, backend: BatchClassifier) -> None:
+        self._backend = backend
+        self._chunks: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        self._chunks.append(np.asarray(samples, dtype=np.float32).copy())
+
+    def result(self) -> np.ndarray:
+        if not self._chunks:
+            raise ValueError("result() called before any audio was pushed")
+        return self._backend.classify_batch([np.concatenate(self._chunks)])[0]
+
+
 def score_many(backend: ModelBackend, scorers: Sequence[UtteranceScorer]
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities ``[n, n_labels]`` for several finished utterances of ``backend``, and

@@ -29,6 +29,7 @@ import numpy as np
 
 from intentd.daemon.errors import DataError
 from intentd.daemon.model import checksums, compact_numpy, ensemble, frontends
+from intentd.daemon.model.backend import WINDOW_BATCH, CollectingScorer
 from intentd.daemon.model.compact_numpy import MODEL_TYPE
 from intentd.daemon.model.sentences import Sentences
 from intentd.daemon.model.slots import SlotSpace
@@ -39,7 +40,6 @@ _EXPECTED = (
     "expected a model directory saved by `intentd-train fit` (or save_pretrained) with "
     "config.json, model weights and preprocessor_config.json"
 )
-HF_WINDOW_BATCH = 16  # bounds activation memory of large HF models
 # Embeddings computed together while an utterance streams in (0.96 s of audio): ~5x less
 # front-end work than one at a time (``intentd.daemon.model.embedding.StreamingEmbedder``), and the
 # verdict, which needs them only at the end of the utterance, waits for at most 11.
@@ -185,22 +185,6 @@ class CompactBackend:
         return self.classify_embeddings_with_slots(embs)
 
 
-class HFUtteranceScorer:
-    """Collects the utterance; ``result`` runs the model once on all of it."""
-
-    def __init__(self, backend: HFBackend) -> None:
-        self._backend = backend
-        self._chunks: list[np.ndarray] = []
-
-    def push(self, samples: np.ndarray) -> None:
-        self._chunks.append(np.asarray(samples, dtype=np.float32).copy())
-
-    def result(self) -> np.ndarray:
-        if not self._chunks:
-            raise ValueError("result() called before any audio was pushed")
-        return self._backend.classify_batch([np.concatenate(self._chunks)])[0]
-
-
 class HFBackend:
     """Any transformers audio-classification model with its feature extractor."""
 
@@ -229,13 +213,13 @@ class HFBackend:
         if w.ndim != 2 or w.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         parts = [
-            self.classify_batch(list(w[s : s + HF_WINDOW_BATCH]))
-            for s in range(0, w.shape[0], HF_WINDOW_BATCH)
+            self.classify_batch(list(w[s : s + WINDOW_BATCH]))
+            for s in range(0, w.shape[0], WINDOW_BATCH)
         ]
         return np.concatenate(parts)
 
-    def utterance_scorer(self) -> HFUtteranceScorer:
-        return HFUtteranceScorer(self)
+    def utterance_scorer(self) -> CollectingScorer:
+        return CollectingScorer(self)
 
 
 def read_config(path: Path) -> dict[str, Any]:

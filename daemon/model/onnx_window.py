@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from intentd.daemon.errors import DataError
+from intentd.daemon.model.backend import WINDOW_BATCH, CollectingScorer
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ MIN_AGREEMENT = 0.99  # top-1 agreement with torch fp32 a variant needs to be us
 # fp32 ONNX against torch on the export's check windows: float reordering gives ~1e-6;
 # more means the graph is not the model (a traced branch that does not hold for all inputs).
 MAX_PROB_DIFF = 1e-3
-WINDOW_BATCH = 16  # windows per run: bounds activation memory, as HFBackend does
 WAV2VEC2_EXTRACTOR = "Wav2Vec2FeatureExtractor"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what the export was made from
 _NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm's epsilon
@@ -203,22 +203,6 @@ def session_options(threads: int) -> Any:  # -> onnxruntime.SessionOptions
     return opts
 
 
-class OnnxUtteranceScorer:
-    """Collects the utterance; ``result`` runs the model once on all of it."""
-
-    def __init__(self, backend: OnnxWindowBackend) -> None:
-        self._backend = backend
-        self._chunks: list[np.ndarray] = []
-
-    def push(self, samples: np.ndarray) -> None:
-        self._chunks.append(np.asarray(samples, dtype=np.float32).copy())
-
-    def result(self) -> np.ndarray:
-        if not self._chunks:
-            raise ValueError("result() called before any audio was pushed")
-        return self._backend.classify_batch([np.concatenate(self._chunks)])[0]
-
-
 class OnnxWindowBackend:
     """An exported window model on ONNX Runtime (``variant`` onnx or onnx-int8)."""
 
@@ -269,8 +253,8 @@ class OnnxWindowBackend:
         return np.concatenate([self._run(w[s : s + WINDOW_BATCH])
                                for s in range(0, w.shape[0], WINDOW_BATCH)])
 
-    def utterance_scorer(self) -> OnnxUtteranceScorer:
-        return OnnxUtteranceScorer(self)
+    def utterance_scorer(self) -> CollectingScorer:
+        return CollectingScorer(self)
 
 
 # ---------------------------------------------------------------- loading
