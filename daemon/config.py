@@ -37,7 +37,9 @@ from intentd.daemon.audio.windowing import WindowSpec
 from intentd.daemon.config_rules import RULES, parse_hooks, typed, unknown_key
 from intentd.daemon.config_yaml import ConfigContext, read_yaml
 from intentd.daemon.errors import ConfigError
+from intentd.daemon.output.mqtt_settings import MqttConfig
 from intentd.daemon.output.targets import OutputTarget, parse_target, parse_targets
+from intentd.daemon.segmentation.settings import SegmentationConfig
 from intentd.daemon.telephony.settings import TelephonyConfig
 from intentd.daemon.wyoming.settings import WyomingConfig
 
@@ -143,28 +145,6 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
-class MqttConfig:
-    """Settings of ``mqtt://``/``mqtts://`` targets (:mod:`intentd.daemon.output.mqtt`)."""
-
-    qos: int = 1  # 0: at most once; 1: at least once (the Hermes default); 2: exactly once
-    retain: bool = False
-    hermes: bool = True  # hermes/intent/<name> and hermes/nlu/intentNotRecognized
-    events: bool = True  # intentd's own event JSON on <topic_prefix>/<stream>/event
-    topic_prefix: str = "intentd"
-    site_id: str = ""  # Hermes siteId; "" = the stream's name
-    lang: str = ""  # Hermes lang; "" = null
-    client_id: str = ""  # "" = intentd-<host>-<pid>
-    username: str = ""  # when the URL has none
-    password: str = field(default="", repr=False)
-    ca_file: str = ""  # mqtts: CA bundle; "" = the system's
-    cert_file: str = ""  # mqtts: client certificate (with key_file)
-    key_file: str = ""
-    keepalive_s: int = 60
-    queue_events: int = 10000  # waiting while the broker is away; beyond, oldest dropped
-    reconnect_max_s: float = 30.0  # reconnect backoff doubles from 1 s up to this
-
-
-@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     vad: VadConfig = field(default_factory=VadConfig)
@@ -173,6 +153,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     wyoming: WyomingConfig = field(default_factory=WyomingConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     log_level: str = "INFO"
     # intent -> argv run when it is recognized (intentd.daemon.output.hooks)
@@ -194,9 +175,9 @@ class Config:
 
 
 _SECTIONS: dict[str, type] = {
-    "input": InputConfig, "vad": VadConfig, "windows": WindowsConfig, "model": ModelConfig,
-    "output": OutputConfig, "mqtt": MqttConfig, "wyoming": WyomingConfig,
-    "telephony": TelephonyConfig,
+    "input": InputConfig, "vad": VadConfig, "segmentation": SegmentationConfig,
+    "windows": WindowsConfig, "model": ModelConfig, "output": OutputConfig,
+    "mqtt": MqttConfig, "wyoming": WyomingConfig, "telephony": TelephonyConfig,
 }
 _TOP_SCALARS = ("log_level",)
 INPUTS_KEY = "inputs"
@@ -408,6 +389,9 @@ def _cross_check(cfg: Config, ctx: ConfigContext) -> None:
     if v.max_utterance_s <= floor_s:
         allowed = f"> vad.trigger_window_ms + speech_pad_ms + frame_ms ({floor_s:g} s)"
         raise ctx.fail("vad.max_utterance_s", v.max_utterance_s, allowed)
+    bad = cfg.segmentation.problem(v.min_pause_ms, v.min_silence_ms, v.frame_ms)
+    if bad is not None:
+        raise ctx.fail(*bad)
     if w.hop_s > w.window_s:
         raise ctx.fail("windows.hop_s", w.hop_s, f"<= windows.window_s ({w.window_s:g})")
     try:

@@ -19,6 +19,7 @@ from intentd.daemon.errors import ConfigError
 from intentd.daemon.model.onnx_window import BACKENDS
 from intentd.daemon.output.metrics import parse_listen
 from intentd.daemon.output.targets import parse_target
+from intentd.daemon.segmentation.settings import MODES as SEGMENTATION_MODES
 from intentd.daemon.telephony.settings import FORMS as LISTEN_FORMS
 from intentd.daemon.telephony.settings import parse_listens
 from intentd.daemon.wyoming.settings import FORMS as WYOMING_FORMS
@@ -93,6 +94,10 @@ RULES: dict[str, Rule] = {
     "vad.noise_gate_db": _float(0.0, 40.0),
     "vad.max_pause_ms": _int(0, 60000),
     "vad.min_pause_ms": _int(0, 60000),
+    "segmentation.mode": _choice(SEGMENTATION_MODES),
+    "segmentation.early_after_ms": _int(0, 60000),
+    "segmentation.early_score": _float(0.0, 1.0),
+    "segmentation.split_score": _float(0.0, 1.0),
     "windows.window_s": _float(0.0, 60.0, lo_open=True),
     "windows.hop_s": _float(0.0, 60.0, lo_open=True),
     "model.path": (str, bool, "a model directory"),

@@ -195,6 +195,18 @@ def test_bad_value_message_names_file_line_key_value_and_allowed(tmp_path: Path)
         ("vad:\n  min_pause_ms: -1\n", "vad.min_pause_ms = -1 is invalid"),
         ("vad:\n  min_pause_ms: soon\n", "vad.min_pause_ms = 'soon' is invalid"),
         ("vad: 3\n", "vad = 3 is invalid; allowed: a mapping of vad.* keys"),
+        ("segmentation:\n  mode: smart\n",
+         "segmentation.mode = 'smart' is invalid; allowed: model, silence"),
+        ("segmentation:\n  early_after_ms: 200\n",
+         "segmentation.early_after_ms = 200 is invalid; allowed: 0 (no early answers) or "
+         "from vad.min_pause_ms (300) to below vad.min_silence_ms (1300)"),
+        ("vad:\n  min_silence_ms: 400\n",
+         "segmentation.early_after_ms = 400 is invalid; allowed: 0 (no early answers) or "
+         "from vad.min_pause_ms (300) to below vad.min_silence_ms (400)"),
+        ("vad:\n  min_pause_ms: 1300\n",
+         "vad.min_pause_ms = 1300 is invalid; allowed: from vad.frame_ms (30) to below "
+         "vad.min_silence_ms (1300) when segmentation.mode is model"),
+        ("segmentation:\n  split_score: 1.5\n", "segmentation.split_score = 1.5 is invalid"),
     ],
 )
 def test_invalid_values(tmp_path: Path, text: str, expected: str):

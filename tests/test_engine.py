@@ -316,7 +316,7 @@ def test_windows_reach_the_model_only_when_something_uses_them() -> None:
 
 def test_reload_takes_new_vad_settings_between_utterances() -> None:
     live = FedSource("live")
-    cfg = cfg_for("live")
+    cfg = cfg_for("live", **{"segmentation.mode": "silence"})  # the hangover alone
     sup, sink = make(cfg, {"live": live}, [Backend(), Backend()])
     runner = threading.Thread(target=lambda: setattr(runner, "code", sup.run()))
     runner.start()

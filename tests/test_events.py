@@ -29,7 +29,7 @@ def _intent(**kw: object) -> IntentEvent:
         top=(LabelScore("check_balance", 0.912345678), LabelScore("transfer", 0.05),
              LabelScore("stop", 0.03765432)),
         utterance_id=3, stream="default", start_s=12.34567, end_s=14.0004, windows=4,
-        latency_ms=87.6543, ts=TS, model="banking")
+        latency_ms=87.6543, ts=TS, model="banking", end="early", decided_s=14.42049)
     base.update(kw)
     return IntentEvent(**base)  # type: ignore[arg-type]
 
@@ -40,9 +40,15 @@ def test_intent_event_exact_line() -> None:
         '"top": [{"intent": "check_balance", "score": 0.9123}, '
         '{"intent": "transfer", "score": 0.05}, {"intent": "stop", "score": 0.0377}], '
         '"utterance_id": 3, "stream": "default", "start_s": 12.346, "end_s": 14.0, '
-        '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
+        '"end": "early", "decided_s": 14.42, "windows": 4, "latency_ms": 87.7, '
+        '"ts": "2024-05-01T12:00:03.457Z", '
         '"model": "banking"}'
     )
+
+
+def test_intent_event_defaults_to_a_silence_end_decided_at_its_end() -> None:
+    line = to_json_line(_intent(end="silence", decided_s=None))
+    assert '"end_s": 14.0, "end": "silence", "decided_s": 14.0, "windows": 4' in line
 
 
 def test_no_match_event_exact_line() -> None:
@@ -53,7 +59,8 @@ def test_no_match_event_exact_line() -> None:
         '{"v": 1, "type": "no_match", "intent": null, "score": 0.41, '
         '"top": [{"intent": "transfer", "score": 0.41}, {"intent": "stop", "score": 0.4}], '
         '"utterance_id": 0, "stream": "default", "start_s": 0.0, "end_s": 0.5, '
-        '"windows": 1, "latency_ms": 5.0, "ts": "2024-05-01T12:00:03.457Z", '
+        '"end": "early", "decided_s": 14.42, "windows": 1, "latency_ms": 5.0, '
+        '"ts": "2024-05-01T12:00:03.457Z", '
         '"model": "banking"}'
     )
 
@@ -70,7 +77,8 @@ def test_slot_model_event_exact_line() -> None:
         '"room": {"value": "kitchen", "text": "kitchen", "score": 0.99}}, '
         '"text": "set the kitchen light to fifty percent", '
         '"utterance_id": 3, "stream": "default", "start_s": 12.346, "end_s": 14.0, '
-        '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
+        '"end": "early", "decided_s": 14.42, "windows": 4, "latency_ms": 87.7, '
+        '"ts": "2024-05-01T12:00:03.457Z", '
         '"model": "banking"}'
     )
     # A slot model's no_match (or an intent with no slot heard) says so with {}.
@@ -117,7 +125,8 @@ def test_telephony_call_exact_lines() -> None:
         '"utterance_id": 3, "stream": "CA5/inbound", "call": {"callSid": "CA5", '
         '"streamSid": "MZ5", "customParameters": {"crm_id": "884", "queue": "billing"}}, '
         '"start_s": 12.346, "end_s": 14.0, '
-        '"windows": 4, "latency_ms": 87.7, "ts": "2024-05-01T12:00:03.457Z", '
+        '"end": "early", "decided_s": 14.42, "windows": 4, "latency_ms": 87.7, '
+        '"ts": "2024-05-01T12:00:03.457Z", '
         '"model": "banking"}'
     )
     bare = CallInfo(None, "MZ6")

@@ -147,3 +147,51 @@ def test_segmenter_rejects_unsupported_rate():
     with pytest.raises(ValueError, match="22050"):
         Segmenter(VadConfig(), 22050)
 
+
+
+@pytest.mark.parametrize("blocks", [None, 1, 7])
+def test_segmenter_reports_pauses_at_their_marks_and_speech_resuming(blocks: int | None):
+    from intentd.daemon.audio.segmenter import Pause, Resume
+
+    cfg = VadConfig(min_silence_ms=1300, noise_gate_db=0.0, min_pause_ms=300)
+    # speech 40..90, pause 90..115 (25 frames: marks at 10 and 14), speech 115..140,
+    # a gap of 5 frames (no pause), speech 145..160, then silence (marks, then the end).
+    audio = _layout([(0, 40), (1, 50), (0, 25), (1, 25), (0, 5), (1, 15), (0, 60)])
+    seg = Segmenter(cfg, SR, is_speech=amplitude_vad, pause_marks_ms=(300, 420))
+    events = feed(seg, audio, None if blocks is None else np.random.default_rng(blocks))
+    marks = [e for e in events if isinstance(e, Pause | Resume)]
+    assert [(type(e).__name__, getattr(e, "silent_ms", None)) for e in marks] == [
+        ("Pause", 300), ("Pause", 420), ("Resume", None), ("Pause", 300), ("Pause", 420)]
+    p1, p2, r, p3, _ = marks
+    assert (p1.voiced_end_sample, p1.heard_sample) == (90 * F30, 100 * F30)
+    assert (p2.voiced_end_sample, p2.heard_sample) == (90 * F30, 104 * F30)
+    assert p3.voiced_end_sample == 160 * F30
+    # the post-roll is the stream's audio after the speech (pad 300 ms = 10 frames) ...
+    np.testing.assert_array_equal(p1.post, audio[90 * F30: 100 * F30])
+    # ... and the pre-roll before speech resumes, as far back as the pad reaches
+    assert r.voiced_start_sample == 115 * F30
+    np.testing.assert_array_equal(r.pre, audio[105 * F30: 115 * F30])
+    # every audio piece before a Pause is what the speech before it needs
+    sent = 0
+    for e in events:
+        if isinstance(e, UtteranceAudio):
+            sent = e.start_sample + e.samples.size
+        elif e is p1:
+            assert sent >= 90 * F30
+    # the utterance itself is as without marks
+    plain = feed(Segmenter(cfg, SR, is_speech=amplitude_vad), audio, None)
+    assert [e for e in events if isinstance(e, UtteranceEnd)] == [
+        e for e in plain if isinstance(e, UtteranceEnd)]
+
+
+def test_max_utterance_counts_from_the_last_pause_when_pauses_are_reported():
+    # 4 s limit; speech 2 s, a 0.6 s pause, speech 2 s: without marks the limit splits the
+    # second stretch, with marks each stretch is short of it
+    cfg = VadConfig(min_silence_ms=1300, noise_gate_db=0.0, max_utterance_s=4.0)
+    audio = _layout([(0, 20), (1, 67), (0, 20), (1, 67), (0, 60)])
+    ends = {}
+    for marks in ((), (300,)):
+        events = feed(Segmenter(cfg, SR, is_speech=amplitude_vad, pause_marks_ms=marks),
+                      audio, None)
+        ends[marks] = [e.reason for e in events if isinstance(e, UtteranceEnd)]
+    assert ends == {(): ["max_length", "silence"], (300,): ["silence"]}

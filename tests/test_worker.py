@@ -133,7 +133,8 @@ def test_mean_rule_below_threshold_is_no_match_with_exact_line() -> None:
         '{"v": 1, "type": "no_match", "intent": null, "score": 0.4375, "top": ['
         '{"intent": "balance", "score": 0.4375}, {"intent": "alarm", "score": 0.375}, '
         '{"intent": "cancel", "score": 0.1875}], "utterance_id": 4, "stream": "default", '
-        '"start_s": 1.0, "end_s": 2.5, "windows": 2, "latency_ms": 250.0, '
+        '"start_s": 1.0, "end_s": 2.5, "end": "silence", "decided_s": 2.5, "windows": 2, '
+        '"latency_ms": 250.0, '
         '"ts": "2024-05-01T12:00:00.000Z", "model": "tiny"}'
     ]
 
@@ -339,3 +340,73 @@ def test_stream_end_forgets_its_utterances_and_reports() -> None:
     worker.run()
     assert ended == [StreamEnded("a", "cannot read")]
     assert [json.loads(x)["stream"] for x in sink.lines] == ["b"]
+
+
+class WordsScorer:
+    """Scores by the 'words' the audio holds: runs of one sample value (0.25 = the alarm
+    command, 0.5 = the cancel command); exact binary fractions."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        self.chunks.append(np.asarray(samples))
+
+    def result(self) -> np.ndarray:
+        audio = np.concatenate(self.chunks)
+        alarm, cancel = bool(np.any(audio == 0.25)), bool(np.any(audio == 0.5))
+        if alarm and cancel:
+            return np.array([0.625, 0.125, 0.25])
+        if alarm:
+            return np.array([0.96875, 0.015625, 0.015625])
+        return np.array([0.015625, 0.015625, 0.96875])
+
+
+class WordsBackend(FakeBackend):
+    def utterance_scorer(self) -> WordsScorer:  # type: ignore[override]
+        self.scorers += 1
+        return WordsScorer()
+
+
+def test_model_segmentation_answers_early_and_gives_the_next_command_its_own_event() -> None:
+    from intentd.daemon.engine.items import PauseItem, ResumeItem, StartItem
+    from intentd.daemon.segmentation.settings import SegmentationConfig
+
+    def run(mode: str) -> list[dict[str, Any]]:
+        silence = np.zeros(4800, np.float32)  # 300 ms
+        items = [
+            StartItem("s", 0, 0, 4800),
+            AudioItem("s", 0, np.concatenate([silence, np.full(16000, 0.25, np.float32)]), 0),
+            PauseItem("s", 0, 20800, 300, 25600, silence, 100.0),
+            PauseItem("s", 0, 20800, 400, 27200, silence, 100.125),
+            ResumeItem("s", 0, 32000, 7, silence),
+            AudioItem("s", 0, np.full(16000, 0.5, np.float32), 32000),
+            AudioItem("s", 0, silence, 48000),
+            EndItem("s", 0, 4800, 48000, 100.0, "silence", 3, None, 52800, 68800),
+        ]
+        backend = WordsBackend()
+        sink = ListSink()
+        q: queue.Queue[Any] = queue.Queue()
+        for it in [*items, STOP]:
+            q.put(it)
+        settings = WorkerSettings(segmentation=SegmentationConfig(mode=mode),
+                                  min_speech_samples=4000)
+        Worker(backend, settings, Router([sink]), q, model_name="tiny",
+               clock=lambda: 100.25, wall_clock=lambda: TS).run()
+        return [json.loads(x) for x in sink.lines]
+
+    keys = ("type", "intent", "score", "utterance_id", "start_s", "end_s", "end", "decided_s",
+            "windows", "latency_ms")
+    assert [{k: e[k] for k in keys} for e in run("model")] == [
+        {"type": "intent", "intent": "alarm", "score": 0.9688, "utterance_id": 0,
+         "start_s": 0.3, "end_s": 1.3, "end": "early", "decided_s": 1.7, "windows": 0,
+         "latency_ms": 125.0},
+        {"type": "intent", "intent": "cancel", "score": 0.9688, "utterance_id": 7,
+         "start_s": 2.0, "end_s": 3.0, "end": "silence", "decided_s": 4.3, "windows": 3,
+         "latency_ms": 250.0},
+    ]
+    # silence alone: the same items are one utterance, one verdict on all of its audio
+    assert [{k: e[k] for k in keys} for e in run("silence")] == [
+        {"type": "intent", "intent": "alarm", "score": 0.625, "utterance_id": 0,
+         "start_s": 0.3, "end_s": 3.0, "end": "silence", "decided_s": 4.3, "windows": 3,
+         "latency_ms": 250.0}]

@@ -64,6 +64,30 @@ class UtteranceEnd:
     reason: str
     voiced_start_sample: int = -1  # first voiced frame (the speech itself, without pads)
     voiced_end_sample: int = -1  # end of the last voiced frame
+    decided_sample: int = -1  # samples heard when the end was known (the hangover's end)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The open utterance's speech stopped at ``voiced_end_sample`` and it has been silent
+    ``silent_ms`` (one of ``pause_marks_ms``); ``post`` is its post-roll (``speech_pad_ms``
+    of audio after ``voiced_end_sample``), sent or not."""
+
+    index: int
+    voiced_end_sample: int
+    silent_ms: int
+    heard_sample: int
+    post: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Speech again after a reported :class:`Pause`, from ``voiced_start_sample``; ``pre`` is
+    its pre-roll (up to ``speech_pad_ms`` of the pause before it), sent or not."""
+
+    index: int
+    voiced_start_sample: int
+    pre: np.ndarray = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -72,7 +96,7 @@ class Discarded:
     voiced_end_sample: int = -1  # end of its last voiced frame (-1: none was voiced)
 
 
-SegmentEvent = UtteranceStart | UtteranceAudio | UtteranceEnd | Discarded
+SegmentEvent = UtteranceStart | UtteranceAudio | UtteranceEnd | Discarded | Pause | Resume
 
 
 class Segmenter:
@@ -83,8 +107,11 @@ class Segmenter:
         cfg: VadConfig,
         sample_rate_hz: int = 16000,
         is_speech: Callable[[bytes], bool] | None = None,
+        pause_marks_ms: tuple[int, ...] = (),
     ) -> None:
-        """``is_speech`` replaces webrtcvad (gets one frame of int16 little-endian PCM)."""
+        """``is_speech`` replaces webrtcvad (gets one frame of int16 little-endian PCM).
+        ``pause_marks_ms``: report a :class:`Pause` each time the open utterance has been
+        silent this long, and a :class:`Resume` when speech follows a reported pause."""
         if sample_rate_hz not in VAD_RATES_HZ:
             raise ValueError(f"webrtcvad needs one of {VAD_RATES_HZ} Hz, got {sample_rate_hz}")
         self.cfg = cfg
@@ -104,6 +131,10 @@ class Segmenter:
         # Idle: keep enough audio for the earliest possible start (trigger ring, onset
         # reach, pre-roll).
         self._keep_frames = m.window_frames + m.reach_frames + m.pad_frames
+        self._marks = {ms_to_frames(ms, cfg.frame_ms): int(ms) for ms in pause_marks_ms}
+        if self._marks:  # a pause's post-roll is still at hand at its last mark
+            self._keep_frames = max(self._keep_frames, max(self._marks) + m.pad_frames + 1)
+        self._paused_from: int | None = None  # speech end of the reported pause
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0  # stream sample index of _buf[0]
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet a whole frame
@@ -137,6 +168,7 @@ class Segmenter:
         F = self.frame_samples
         for ev in events:
             self._last_voiced = None
+            self._paused_from = None
             if ev.kind == "start":
                 self.gate.onset_at(ev.voiced_start)
                 self._index = ev.index
@@ -147,7 +179,8 @@ class Segmenter:
                     self.gate.overlong()
                 self._audio(ev.frame * F, out)
                 out.append(UtteranceEnd(ev.index, ev.frame * F, ev.reason,
-                                        ev.voiced_start * F, ev.voiced_end * F))
+                                        ev.voiced_start * F, ev.voiced_end * F,
+                                        self.machine.frames_seen * F))
                 self._index = None
             else:
                 out.append(Discarded(ev.index, ev.voiced_end * F if ev.voiced_end >= 0 else -1))
@@ -176,6 +209,34 @@ class Segmenter:
         self.pause_cuts += 1
         self.pause_cut_samples += skip_to - self._sent_to
         self._sent_to = skip_to
+
+    def _clip(self, a: int, b: int) -> np.ndarray:
+        a = max(a, self._buf_start)
+        return self._buf[a - self._buf_start: max(a, b) - self._buf_start].copy()
+
+    def _report_pause(self, out: list[SegmentEvent]) -> None:
+        """After a step of an open utterance: a :class:`Pause` at each mark, a
+        :class:`Resume` when speech follows one."""
+        m, F = self.machine, self.frame_samples
+        assert self._index is not None
+        run = m.silence_run
+        if run == 0:
+            if self._paused_from is not None:
+                start = (m.frames_seen - 1) * F
+                pre = self._clip(max(start - m.pad_frames * F, self._paused_from), start)
+                out.append(Resume(self._index, start, pre))
+                self._paused_from = None
+                m.restart_length(m.frames_seen - 1 - pre.size // F)
+            return
+        ms = self._marks.get(run)
+        if ms is None or m.last_voiced is None:
+            return
+        end = (m.last_voiced + 1) * F
+        heard = m.frames_seen * F
+        self._deliver(out)  # the speech before the pause goes first
+        out.append(Pause(self._index, end, ms, heard,
+                         self._clip(end, min(end + m.pad_frames * F, heard))))
+        self._paused_from = end
 
     def _trim(self) -> None:
         F = self.frame_samples
@@ -211,6 +272,8 @@ class Segmenter:
                 self._handle(events, out)
             if self._index is not None:
                 self._shorten_pause(out)
+                if self._marks:
+                    self._report_pause(out)
         # One audio piece per call: the certain part only grows while an utterance is open.
         self._deliver(out)
         self._trim()

@@ -128,6 +128,7 @@ class VadStateMachine:
         self._in_speech = False
         self._index = -1
         self._start = 0
+        self._length_from = 0  # max_utterance_s counts from here
         self._first_voiced: int | None = None
         self._last_voiced: int | None = None
         self._silence_run = 0
@@ -142,6 +143,11 @@ class VadStateMachine:
         return self._in_speech
 
     @property
+    def silence_run(self) -> int:
+        """Frames since the open utterance's speech last held it open (0 when idle)."""
+        return self._silence_run if self._in_speech else 0
+
+    @property
     def last_voiced(self) -> int | None:
         """Last voiced frame of the open utterance (None when idle or none yet)."""
         return self._last_voiced if self._in_speech else None
@@ -150,7 +156,7 @@ class VadStateMachine:
         self._in_speech = True
         self._index = self._next_index
         self._next_index += 1
-        self._start = start
+        self._start = self._length_from = start
         self._first_voiced = first_voiced
         self._last_voiced = i if first_voiced is not None else None
         self._silence_run = 0
@@ -237,12 +243,18 @@ class VadStateMachine:
                     end = i + 1 if lv is None else min(lv + 1 + self.pad_frames, i + 1)
                     events.append(self._finish(end, "silence"))
                     return events
-        if self._in_speech and i + 1 - self._start >= self.max_frames:
+        if self._in_speech and i + 1 - self._length_from >= self.max_frames:
             speech_goes_on = self._last_voiced == i
             events.append(self._finish(i + 1, "max_length"))
             if speech_goes_on:
                 events.append(self._begin(i + 1, None, i))
         return events
+
+    def restart_length(self, frame: int) -> None:
+        """Count ``max_utterance_s`` from ``frame`` on (segmentation by the model: a pause
+        may have ended a command, and the limit is for one command's speech)."""
+        if self._in_speech:
+            self._length_from = max(self._start, frame)
 
     def flush(self) -> list[VadEvent]:
         """End of stream: close the open utterance, if any (reason ``"eof"``)."""

@@ -23,10 +23,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from intentd.daemon.audio.sources import AudioSource
+from intentd.daemon.config import Config
 from intentd.daemon.engine.handover import put_unless
 from intentd.daemon.engine.items import STOP, EventItem, StreamEnded
 from intentd.daemon.engine.stream import StreamSettings, StreamStage
@@ -233,3 +234,23 @@ class Engine:
                 listener(item)
             except Exception:
                 log.exception("a stream-end listener failed (stream %s)", item.stream)
+
+
+def engine_settings(cfg: Config, backend: ModelBackend) -> EngineSettings:
+    """The engine's view of the config for ``backend``."""
+    rate_hz = backend.sample_rate_hz
+    seg = cfg.segmentation
+    by_model = seg.by_model and cfg.model.verdict == "utterance"  # window verdicts: silence
+    worker = WorkerSettings(verdict=cfg.model.verdict, threshold=cfg.model.threshold,
+                            top_k=cfg.model.top_k, sample_rate_hz=rate_hz,
+                            window_events=cfg.output.window_events,
+                            segmentation=seg if by_model else replace(seg, mode="silence"),
+                            min_speech_samples=cfg.vad.min_speech_ms * rate_hz // 1000)
+    stream = StreamSettings(vad=cfg.vad, windows=cfg.windows.spec(rate_hz),
+                            send_audio=cfg.model.verdict == "utterance",
+                            audio_at_end=not getattr(backend, "streams_audio", True),
+                            send_windows=worker.needs_windows,
+                            speech_events=cfg.output.speech_events,
+                            pause_marks_ms=seg.pause_marks_ms(cfg.vad.min_pause_ms)
+                            if by_model else ())
+    return EngineSettings(worker=worker, stream=stream, queue_items=cfg.model.queue_windows)

@@ -25,12 +25,49 @@ class WindowItem:
 
 
 @dataclass(frozen=True)
+class StartItem:
+    """An utterance began (sent when the model segments, which needs its speech start)."""
+
+    stream: str
+    utterance_id: int
+    start_sample: int  # stream-global: its audio's first sample (pre-roll)
+    voiced_start_sample: int  # stream-global: its speech's first sample
+
+
+@dataclass(frozen=True)
 class AudioItem:
     """The next samples of an utterance, for the ``utterance`` verdict's scorer."""
 
     stream: str
     utterance_id: int
     samples: np.ndarray  # float32 mono
+    start_sample: int = -1  # stream-global index of the first sample
+
+
+@dataclass(frozen=True)
+class PauseItem:
+    """The utterance's speech stopped at ``voiced_end_sample`` and has been silent
+    ``silent_ms`` (segmentation by the model: :mod:`intentd.daemon.segmentation.splitter`)."""
+
+    stream: str
+    utterance_id: int
+    voiced_end_sample: int  # stream-global
+    silent_ms: int
+    heard_sample: int  # stream-global: how far the stream had been heard
+    post: np.ndarray  # the post-roll after voiced_end_sample
+    end_wall_time: float  # time.monotonic() when the stage saw the mark
+    call: CallInfo | None = None
+
+
+@dataclass(frozen=True)
+class ResumeItem:
+    """Speech again after a pause; a command starting here is ``part_id``."""
+
+    stream: str
+    utterance_id: int
+    voiced_start_sample: int  # stream-global
+    part_id: int
+    pre: np.ndarray  # the pre-roll before voiced_start_sample
 
 
 @dataclass(frozen=True)
@@ -45,6 +82,8 @@ class EndItem:
     reason: str
     windows: int = 0  # windows cut from the utterance (classified or not)
     call: CallInfo | None = None  # the stream's phone call, for the verdict event
+    audio_end_sample: int = -1  # one past its audio (post-roll included); -1: end_sample
+    decided_sample: int = -1  # how far the stream had been heard at the end; -1: end_sample
 
 
 @dataclass(frozen=True)
@@ -77,4 +116,5 @@ class _Stop:
 
 STOP = _Stop()
 
-WorkItem = WindowItem | AudioItem | EndItem | DiscardItem | EventItem | StreamEnded | _Stop
+WorkItem = (WindowItem | StartItem | AudioItem | PauseItem | ResumeItem | EndItem | DiscardItem
+            | EventItem | StreamEnded | _Stop)

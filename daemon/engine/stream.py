@@ -37,6 +37,8 @@ import numpy as np
 from intentd.daemon.audio.resample import StreamResampler
 from intentd.daemon.audio.segmenter import (
     Discarded,
+    Pause,
+    Resume,
     Segmenter,
     UtteranceAudio,
     UtteranceEnd,
@@ -52,6 +54,9 @@ from intentd.daemon.engine.items import (
     DiscardItem,
     EndItem,
     EventItem,
+    PauseItem,
+    ResumeItem,
+    StartItem,
     StreamEnded,
     WindowItem,
 )
@@ -90,6 +95,8 @@ class StreamSettings:
     send_windows: bool  # windows go to the model (mean/max verdict, window events)
     speech_events: bool = False
     audio_at_end: bool = False  # send it in one piece at the end (model.streams_audio False)
+    # Segmentation by the model: report the pauses of an utterance at these silences (ms).
+    pause_marks_ms: tuple[int, ...] = ()
 
 
 class _Open:
@@ -97,7 +104,8 @@ class _Open:
         self.start_sample = start_sample
         self.voiced_start = voiced_start
         self.cutter = cutter
-        self.pieces: list[np.ndarray] = []  # its audio, when it goes to the worker at the end
+        # Its audio (stream sample, samples), when it goes to the worker at the end.
+        self.pieces: list[tuple[int, np.ndarray]] = []
 
 
 class StreamStage:
@@ -120,13 +128,14 @@ class StreamStage:
         self._pending: StreamSettings | None = None
         self._lock = threading.Lock()
         self.resampler = StreamResampler(source.sample_rate_hz, rate_hz, source.channels)
-        self.segmenter = Segmenter(settings.vad, rate_hz)
+        self.segmenter = Segmenter(settings.vad, rate_hz, pause_marks_ms=settings.pause_marks_ms)
         self._open: dict[int, _Open] = {}
         # A reconfigured segmenter counts samples and utterances from zero: these keep stream
-        # time and utterance ids going.
+        # time and utterance ids going. Ids: one per utterance the segmenter starts and one
+        # per pause inside it (a command may start there), unique and increasing per stream.
         self._offset = 0
-        self._next_index = 0
-        self._index_base = 0
+        self._next_uid = 0
+        self._uids: dict[int, int] = {}  # the segmenter's index of an open utterance -> id
         self.heartbeat = time.monotonic()
         self.error: str | None = None
         self.failure: BaseException | None = None
@@ -237,15 +246,16 @@ class StreamStage:
             new, self._pending = self._pending, None
         if new is None:
             return
-        if new.vad == self._settings.vad:  # the segmenter (and its noise floor) stays
+        if (new.vad, new.pause_marks_ms) == (self._settings.vad, self._settings.pause_marks_ms):
+            # the segmenter (and its noise floor) stays
             self._settings = new
             return
         samples = self.segmenter.samples_seen
         self._pause_cuts += self.segmenter.pause_cuts
         self._pause_cut_samples += self.segmenter.pause_cut_samples
         self._offset += samples
-        self._index_base = self._next_index
-        self.segmenter = Segmenter(new.vad, self.rate_hz)
+        self._uids.clear()
+        self.segmenter = Segmenter(new.vad, self.rate_hz, pause_marks_ms=new.pause_marks_ms)
         self._settings = new
         log.info("stream %s: new settings in effect", self.name)
 
@@ -254,16 +264,39 @@ class StreamStage:
     def _put(self, item: Any) -> None:
         put_unless(self.out, item, self.abort, poll_s=PUT_POLL_S)
 
+    def _uid(self, ev: Any) -> int:
+        if isinstance(ev, UtteranceStart):
+            self._uids[ev.index] = self._next_uid
+            self._next_uid += 1
+        uid = self._uids[ev.index]
+        if isinstance(ev, UtteranceEnd | Discarded):
+            del self._uids[ev.index]
+        return uid
+
+    def _send_pieces(self, uid: int, utt: _Open) -> None:
+        """The audio collected for the end, one item per stretch without a cut."""
+        runs: list[tuple[int, list[np.ndarray]]] = []
+        for start, samples in utt.pieces:
+            if runs and runs[-1][0] + sum(x.shape[0] for x in runs[-1][1]) == start:
+                runs[-1][1].append(samples)
+            else:
+                runs.append((start, [samples]))
+        utt.pieces.clear()
+        for start, parts in runs:
+            self._put(AudioItem(self.name, uid, parts[0] if len(parts) == 1
+                                else np.concatenate(parts), start))
+
     def _handle(self, events: list[Any]) -> None:
         s = self._settings
         off = self._offset
         for ev in events:
-            uid = self._index_base + ev.index
+            uid = self._uid(ev)
             if isinstance(ev, UtteranceStart):
-                self._next_index = uid + 1
                 voiced = ev.voiced_start_sample if ev.voiced_start_sample >= 0 else ev.start_sample
                 self._open[uid] = _Open(off + ev.start_sample, off + voiced,
                                         WindowCutter(s.windows))
+                if s.pause_marks_ms:
+                    self._put(StartItem(self.name, uid, off + ev.start_sample, off + voiced))
                 if s.speech_events:
                     self._put(EventItem(SpeechStartEvent(
                         uid, self.name, (off + voiced) / self.rate_hz, time.time(), self.call)))
@@ -271,16 +304,24 @@ class StreamStage:
                 utt = self._open[uid]
                 self._windows(uid, utt, utt.cutter.push(ev.samples))
                 if s.send_audio and s.audio_at_end:
-                    utt.pieces.append(ev.samples)
+                    utt.pieces.append((off + ev.start_sample, ev.samples))
                 elif s.send_audio:
-                    self._put(AudioItem(self.name, uid, ev.samples))
+                    self._put(AudioItem(self.name, uid, ev.samples, off + ev.start_sample))
+            elif isinstance(ev, Pause):
+                utt = self._open[uid]
+                self._send_pieces(uid, utt)
+                self._put(PauseItem(self.name, uid, off + ev.voiced_end_sample, ev.silent_ms,
+                                    off + ev.heard_sample, ev.post, time.monotonic(),
+                                    self.call))
+            elif isinstance(ev, Resume):
+                self._put(ResumeItem(self.name, uid, off + ev.voiced_start_sample,
+                                     self._next_uid, ev.pre))
+                self._next_uid += 1
             elif isinstance(ev, UtteranceEnd):
                 seen = time.monotonic()
                 utt = self._open.pop(uid)
                 self._windows(uid, utt, utt.cutter.finish())
-                if utt.pieces:
-                    self._put(AudioItem(self.name, uid, utt.pieces[0] if len(utt.pieces) == 1
-                                        else np.concatenate(utt.pieces)))
+                self._send_pieces(uid, utt)
                 start, end = utt.start_sample, off + ev.end_sample
                 if 0 <= ev.voiced_start_sample < ev.voiced_end_sample:
                     start, end = off + ev.voiced_start_sample, off + ev.voiced_end_sample
@@ -289,8 +330,10 @@ class StreamStage:
                 if s.speech_events:
                     self._put(EventItem(SpeechEndEvent(uid, self.name, end / self.rate_hz,
                                                        time.time(), self.call)))
+                decided = off + ev.decided_sample if ev.decided_sample >= 0 else -1
                 self._put(EndItem(self.name, uid, start, end, seen, ev.reason,
-                                  utt.cutter.windows_emitted, self.call))
+                                  utt.cutter.windows_emitted, self.call,
+                                  off + ev.end_sample, decided))
             elif isinstance(ev, Discarded):
                 utt = self._open.pop(uid)
                 end = (off + ev.voiced_end_sample if ev.voiced_end_sample >= 0

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from intentd.daemon.audio.sources import AudioSource, open_source
 from intentd.daemon.config import Config, InputConfig, ModelConfig
-from intentd.daemon.engine.engine import DRAIN_GRACE_S, Engine, EngineSettings
+from intentd.daemon.engine.engine import DRAIN_GRACE_S, Engine, engine_settings
+from intentd.daemon.engine.latency import BUCKETS_MS as LATENCY_BUCKETS_MS
 from intentd.daemon.engine.notify import Notifier
-from intentd.daemon.engine.stream import StreamSettings
 from intentd.daemon.engine.summary import log_summary
-from intentd.daemon.engine.worker import LATENCY_BUCKETS_MS, WorkerSettings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import REJECT_LABEL, StatsEvent, StreamFigures
@@ -66,20 +65,6 @@ def _rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-def engine_settings(cfg: Config, backend: ModelBackend) -> EngineSettings:
-    """The engine's view of the config for ``backend``."""
-    rate_hz = backend.sample_rate_hz
-    worker = WorkerSettings(verdict=cfg.model.verdict, threshold=cfg.model.threshold,
-                            top_k=cfg.model.top_k, sample_rate_hz=rate_hz,
-                            window_events=cfg.output.window_events)
-    stream = StreamSettings(vad=cfg.vad, windows=cfg.windows.spec(rate_hz),
-                            send_audio=cfg.model.verdict == "utterance",
-                            audio_at_end=not getattr(backend, "streams_audio", True),
-                            send_windows=worker.needs_windows,
-                            speech_events=cfg.output.speech_events)
-    return EngineSettings(worker=worker, stream=stream, queue_items=cfg.model.queue_windows)
 
 
 def _default_loader(model: ModelConfig) -> ModelBackend:
@@ -314,7 +299,7 @@ class Supervisor:
         audio_s = sum(s.audio_s for s in streams)
         if self.engine is not None:
             worker = self.engine.worker
-            latency = (list(worker.latency_counts), worker.latency_sum_ms)
+            latency = (list(worker.latencies.counts), worker.latencies.sum_ms)
             events = tuple(sorted(worker.stats()["events"].items()))
             queue_items = self.engine.queue_items()
         wall = time.monotonic() - self._started

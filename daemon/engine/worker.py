@@ -11,6 +11,10 @@ whatever else is already waiting, and handles that batch in two passes:
 
 Per stream, events therefore keep the order the stream's stage produced them in.
 
+Segmentation by the model: each utterance's pause and resume items drive its
+:class:`~intentd.daemon.segmentation.splitter.CommandSplitter`, which may end commands at a
+pause (early answers, splits); their verdicts go out at the pause item's place.
+
 Model swap (:meth:`Worker.swap`): an utterance is judged by the backend it started with;
 utterances that start after the swap use the new one, so no utterance is judged half by
 one model. Settings (threshold, top_k, window events) apply from the next verdict.
@@ -21,16 +25,13 @@ heartbeat and :meth:`stats`.
 
 from __future__ import annotations
 
-import bisect
-import collections
 import logging
 import queue
-import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -39,54 +40,30 @@ from intentd.daemon.engine.items import (
     DiscardItem,
     EndItem,
     EventItem,
+    PauseItem,
+    ResumeItem,
+    StartItem,
     StreamEnded,
     WindowItem,
     _Stop,
 )
-from intentd.daemon.model.backend import ModelBackend, UtteranceScorer, score_many
-from intentd.daemon.output.events import (
-    REJECT_LABEL,
-    Event,
-    IntentEvent,
-    LabelScore,
-    SlotScore,
-    WindowEvent,
+from intentd.daemon.engine.latency import Latencies
+from intentd.daemon.engine.settings import EventRouter, Recorder, WorkerSettings
+from intentd.daemon.engine.verdict import (
+    Where,
+    combine_windows,
+    event_kind,
+    intent_event,
+    scored,
+    top_k,
 )
+from intentd.daemon.model.backend import ModelBackend, UtteranceScorer, score_many
+from intentd.daemon.output.events import Event, IntentEvent, WindowEvent
+from intentd.daemon.segmentation.splitter import Command, CommandSplitter, Scored
+
+__all__ = ["Worker", "WorkerSettings", "combine_windows", "top_k"]
 
 log = logging.getLogger(__name__)
-
-VERDICT_RULES = ("utterance", "mean", "max")
-LATENCY_KEEP = 1000  # latest verdict latencies kept for the median (bounded memory)
-# Upper bounds (ms) of the cumulative verdict-latency histogram (metrics); +inf is implied.
-LATENCY_BUCKETS_MS = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)
-
-
-class EventRouter(Protocol):
-    def emit(self, event: Event) -> None: ...
-
-
-class Recorder(Protocol):
-    def submit(self, event: IntentEvent, audio: np.ndarray) -> None: ...
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    verdict: str = "utterance"
-    threshold: float = 0.5
-    top_k: int = 3
-    sample_rate_hz: int = 16000  # rate of the sample indices in the items
-    max_batch_windows: int = 16
-    window_events: bool = False
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICT_RULES:
-            raise ValueError(f"verdict must be one of {VERDICT_RULES}, got {self.verdict!r}")
-
-    @property
-    def needs_windows(self) -> bool:
-        """Windows go through the model only when something uses their scores."""
-        return self.verdict != "utterance" or self.window_events
-
 
 @dataclass
 class _Utterance:
@@ -94,33 +71,7 @@ class _Utterance:
     window_probs: list[np.ndarray] = field(default_factory=list)
     scorer: UtteranceScorer | None = None
     audio: list[np.ndarray] = field(default_factory=list)  # for the recorder only
-
-
-def combine_windows(window_probs: np.ndarray, rule: str) -> np.ndarray:
-    """Verdict probabilities from per-window probabilities ``[n, L]`` (``mean`` / ``max``).
-
-    ``max`` takes each label's best window and renormalizes, so a short command inside a
-    long utterance is not averaged away.
-    """
-    p = np.asarray(window_probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] == 0:
-        raise ValueError(f"need [n>0, labels] window probabilities, got shape {p.shape}")
-    if rule == "mean":
-        out = p.mean(axis=0)
-    elif rule == "max":
-        out = p.max(axis=0)
-        total = out.sum()
-        out = out / total if total > 0 else np.full_like(out, 1.0 / out.size)
-    else:
-        raise ValueError(f"combine_windows handles 'mean' and 'max', got {rule!r}")
-    return out
-
-
-def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> tuple[LabelScore, ...]:
-    """Best ``k`` labels, highest first; ties keep the model's label order."""
-    p = np.asarray(probs, dtype=np.float64)
-    order = np.argsort(-p, kind="stable")[: max(1, k)]
-    return tuple(LabelScore(labels[i], float(p[i])) for i in order)
+    splitter: CommandSplitter | None = None  # segmentation by the model
 
 
 class Worker:
@@ -159,9 +110,7 @@ class Worker:
         self.utterances = 0
         self.events = {"intent": 0, "no_match": 0, "speech_start": 0, "speech_end": 0,
                        "window": 0, "stats": 0}
-        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_KEEP)
-        self.latency_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # per bucket, last: +inf
-        self.latency_sum_ms = 0.0
+        self.latencies = Latencies()
 
     # --- control (any thread) -------------------------------------------------------
 
@@ -223,9 +172,14 @@ class Worker:
         """Process one batch (module docstring); False after STOP."""
         windows = [it for it in items if isinstance(it, WindowItem)]
         window_probs = self._classify(windows)
+        at_pause: dict[int, list[tuple[IntentEvent, np.ndarray | None]]] = {}
         for item in items:
-            if isinstance(item, AudioItem):
+            if isinstance(item, StartItem):
+                self._start(item)
+            elif isinstance(item, AudioItem):
                 self._push_audio(item)
+            elif isinstance(item, PauseItem | ResumeItem):
+                at_pause[id(item)] = self._pause(item)
             elif isinstance(item, DiscardItem):
                 self._utts.pop((item.stream, item.utterance_id), None)
         ends = [it for it in items if isinstance(it, EndItem)]
@@ -238,14 +192,18 @@ class Worker:
                 if self.settings.window_events:
                     self._emit_window(item, probs)
             elif isinstance(item, EndItem):
-                self._finish(item, *verdicts[id(item)])
+                for event, audio in verdicts[id(item)]:
+                    self._verdict(event, audio)
+            elif isinstance(item, PauseItem | ResumeItem):
+                for event, audio in at_pause[id(item)]:
+                    self._verdict(event, audio)
             elif isinstance(item, EventItem):
                 self._emit(item.event)
             elif isinstance(item, StreamEnded):
                 self._end_stream(item)
             elif isinstance(item, _Stop):
                 return False
-            elif not isinstance(item, AudioItem | DiscardItem):
+            elif not isinstance(item, AudioItem | DiscardItem | StartItem):
                 raise TypeError(f"worker: unexpected item {type(item).__name__}")
         return True
 
@@ -280,34 +238,90 @@ class Worker:
             self.batches += 1
         return out
 
+    def _start(self, item: StartItem) -> None:
+        key = (item.stream, item.utterance_id)
+        utt = self._utts[key] = _Utterance(self.backend)
+        if self.settings.segmentation.by_model and self.settings.verdict == "utterance":
+            backend = utt.backend
+            utt.splitter = CommandSplitter(
+                self.settings.segmentation, lambda audio: self._score(backend, audio),
+                item.utterance_id, item.voiced_start_sample, item.start_sample,
+                self.settings.min_speech_samples)
+
+    def _score(self, backend: ModelBackend, audio: np.ndarray) -> Scored:
+        scorer = backend.utterance_scorer()
+        scorer.push(audio)
+        probs, slot_probs = score_many(backend, [scorer])
+        return scored(backend, probs[0], None if slot_probs is None else slot_probs[0])
+
     def _push_audio(self, item: AudioItem) -> None:
         utt = self._state(item.stream, item.utterance_id)
+        samples = np.asarray(item.samples, dtype=np.float32)
+        if utt.splitter is not None:
+            utt.splitter.push(item.start_sample, samples)
+            return
         if utt.scorer is None:
             utt.scorer = utt.backend.utterance_scorer()
-        utt.scorer.push(np.asarray(item.samples, dtype=np.float32))
+        utt.scorer.push(samples)
         if self.recorder is not None:
-            utt.audio.append(np.asarray(item.samples, dtype=np.float32))
+            utt.audio.append(samples)
+
+    def _pause(self, item: PauseItem | ResumeItem
+               ) -> list[tuple[IntentEvent, np.ndarray | None]]:
+        utt = self._utts.get((item.stream, item.utterance_id))
+        if utt is None or utt.splitter is None:
+            return []
+        if isinstance(item, ResumeItem):
+            utt.splitter.resume(item.voiced_start_sample, item.part_id, item.pre)
+            return []
+        commands = utt.splitter.pause(item.voiced_end_sample, item.silent_ms,
+                                      item.heard_sample, item.post)
+        return [(self._command_event(utt, c, item), c.audio) for c in commands]
 
     # --- pass 2: verdicts -----------------------------------------------------------
 
     def _verdicts(self, ends: list[EndItem]
-                  ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-        """(probabilities, slot probabilities or None) per EndItem (keyed by ``id``),
-        utterance scorers batched."""
-        out: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-        by_backend: dict[int, list[tuple[EndItem, _Utterance]]] = {}
+                  ) -> dict[int, list[tuple[IntentEvent, np.ndarray | None]]]:
+        """The events (with their audio for the recorder) of each EndItem (keyed by
+        ``id``), utterance scorers batched."""
+        out: dict[int, list[tuple[IntentEvent, np.ndarray | None]]] = {}
+        todo: dict[int, list[tuple[int, UtteranceScorer, _Utterance, Any]]] = {}
         for item in ends:
-            utt = self._utts.get((item.stream, item.utterance_id)) or _Utterance(self.backend)
-            if self.settings.verdict == "utterance" and utt.scorer is not None:
-                by_backend.setdefault(id(utt.backend), []).append((item, utt))
+            utt = self._utts.pop((item.stream, item.utterance_id), None) or _Utterance(
+                self.backend)
+            events = out[id(item)] = []
+            if utt.splitter is not None:
+                end = item.audio_end_sample if item.audio_end_sample >= 0 else item.end_sample
+                decided = item.decided_sample if item.decided_sample >= 0 else end
+                for c in utt.splitter.end(item.end_sample, end, item.reason, decided):
+                    if c.scored is None:
+                        scorer = utt.backend.utterance_scorer()
+                        scorer.push(c.audio)
+                        todo.setdefault(id(utt.backend), []).append(
+                            (id(item), scorer, utt, (c, item)))
+                        events.append(None)  # type: ignore[arg-type]
+                    else:
+                        events.append((self._command_event(utt, c, item), c.audio))
+            elif self.settings.verdict == "utterance" and utt.scorer is not None:
+                todo.setdefault(id(utt.backend), []).append((id(item), utt.scorer, utt, item))
+                events.append(None)  # type: ignore[arg-type]
             else:
-                out[id(item)] = self._window_verdict(utt, len(utt.backend.labels)), None
-        for group in by_backend.values():
-            backend = group[0][1].backend
-            probs, slot_probs = score_many(backend,
-                                           [utt.scorer for _, utt in group])  # type: ignore[misc]
-            for i, ((item, _), p) in enumerate(zip(group, probs, strict=True)):
-                out[id(item)] = p, None if slot_probs is None else slot_probs[i]
+                probs = self._window_verdict(utt, len(utt.backend.labels))
+                events.append((self._end_event(utt, item, probs, None), None))
+        for group in todo.values():
+            backend = group[0][2].backend
+            probs, slot_probs = score_many(backend, [scorer for _, scorer, _, _ in group])
+            for i, (key, _, utt, what) in enumerate(group):
+                sp = None if slot_probs is None else slot_probs[i]
+                if isinstance(what, EndItem):
+                    got = (self._end_event(utt, what, probs[i], sp),
+                           np.concatenate(utt.audio) if utt.audio else None)
+                else:
+                    c, item = what
+                    c = replace(c, scored=scored(backend, probs[i], sp))
+                    got = (self._command_event(utt, c, item), c.audio)
+                slots = out[key]
+                slots[slots.index(None)] = got  # type: ignore[arg-type]
             self.verdict_batches += 1
         return out
 
@@ -321,47 +335,43 @@ class Worker:
                         rule)
         return np.full(n_labels, 1.0 / max(1, n_labels))
 
-    def _finish(self, item: EndItem, probs: np.ndarray,
-                slot_probs: np.ndarray | None = None) -> None:
-        utt = self._utts.pop((item.stream, item.utterance_id), None) or _Utterance(self.backend)
-        labels = tuple(utt.backend.labels)
-        top = top_k(probs, labels, self.settings.top_k)
-        best = top[0]
-        matched = best.score >= self.settings.threshold and best.intent != REJECT_LABEL
+    def _end_event(self, utt: _Utterance, item: EndItem, probs: np.ndarray,
+                   slot_probs: np.ndarray | None) -> IntentEvent:
+        """The verdict of an utterance the VAD alone ended."""
         rate = self.settings.sample_rate_hz
-        latency_ms = max(0.0, (self._clock() - item.end_wall_time) * 1000.0)
-        slots = _slots(utt.backend, best.intent if matched else None, slot_probs)
-        sentences = getattr(utt.backend, "sentences", None)
-        text = None
-        if sentences is not None:
-            text = (sentences.render(best.intent, {s.name: s.value for s in slots or ()})
-                    if matched else "")
-        event = IntentEvent(
-            type="intent" if matched else "no_match",
-            intent=best.intent if matched else None,
-            score=best.score,
-            top=top,
-            utterance_id=item.utterance_id,
-            stream=item.stream,
-            start_s=item.start_sample / rate,
-            end_s=item.end_sample / rate,
-            windows=item.windows,
-            latency_ms=latency_ms,
-            ts=self._wall_clock(),
-            model=utt.backend.name if utt.backend is not self.backend else self.model_name,
-            slots=slots,
-            text=text,
-            call=item.call,
-        )
+        decided = item.decided_sample if item.decided_sample >= 0 else item.end_sample
+        where = Where(item.utterance_id, item.stream, item.start_sample / rate,
+                      item.end_sample / rate, item.reason, decided / rate, item.windows,
+                      item.call)
+        return self._event(utt, probs, slot_probs, where, item.end_wall_time)
+
+    def _command_event(self, utt: _Utterance, c: Command, item: PauseItem | EndItem
+                       ) -> IntentEvent:
+        """The verdict of a command the splitter ended at ``item`` (an EndItem's windows go
+        to the last command)."""
+        assert c.scored is not None
+        rate = self.settings.sample_rate_hz
+        windows = item.windows if isinstance(item, EndItem) else 0
+        where = Where(c.utterance_id, item.stream, c.start_sample / rate, c.end_sample / rate,
+                      c.end, c.decided_sample / rate, windows, item.call)
+        return self._event(utt, c.scored.probs, c.scored.slot_probs, where,
+                           item.end_wall_time)
+
+    def _event(self, utt: _Utterance, probs: np.ndarray, slot_probs: np.ndarray | None,
+               where: Where, seen: float) -> IntentEvent:
+        latency_ms = max(0.0, (self._clock() - seen) * 1000.0)
+        model = utt.backend.name if utt.backend is not self.backend else self.model_name
+        return intent_event(utt.backend, probs, slot_probs, where, self.settings.threshold,
+                            self.settings.top_k, latency_ms, self._wall_clock(), model)
+
+    def _verdict(self, event: IntentEvent, audio: np.ndarray | None) -> None:
         self.utterances += 1
-        self._latencies.append(latency_ms)
-        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
-        self.latency_sum_ms += latency_ms
-        log.debug("utterance %s/%d (%s): %s %.3f after %.1f ms", item.stream,
-                  item.utterance_id, item.reason, best.intent, best.score, latency_ms)
+        self.latencies.add(event.latency_ms)
+        log.debug("utterance %s/%d (%s): %s %.3f after %.1f ms", event.stream,
+                  event.utterance_id, event.end, event.intent, event.score, event.latency_ms)
         self._emit(event)
-        if self.recorder is not None and utt.audio:
-            self.recorder.submit(event, np.concatenate(utt.audio))
+        if self.recorder is not None and audio is not None and audio.size:
+            self.recorder.submit(event, audio)
 
     def _emit_window(self, item: WindowItem, probs: np.ndarray) -> None:
         utt = self._utts.get((item.stream, item.utterance_id))
@@ -384,7 +394,6 @@ class Worker:
         self.router.emit(event)
 
     def stats(self) -> dict[str, Any]:
-        lat = list(self._latencies)
         return {
             "utterances": self.utterances,
             "open_utterances": len(self._utts),
@@ -392,25 +401,6 @@ class Worker:
             "windows_classified": self.windows_classified,
             "batches": self.batches,
             "verdict_batches": self.verdict_batches,
-            "latency_ms_median": round(statistics.median(lat), 1) if lat else None,
-            "latency_ms_max": round(max(lat), 1) if lat else None,
+            "latency_ms_median": self.latencies.median_ms(),
+            "latency_ms_max": self.latencies.max_ms(),
         }
-
-
-def _slots(backend: ModelBackend, intent: str | None, slot_probs: np.ndarray | None
-           ) -> tuple[SlotScore, ...] | None:
-    """The event's slots: None for a model without slot heads; the slots ``intent`` can
-    take that were heard otherwise (none for a no_match, or under a window verdict)."""
-    space = getattr(backend, "slot_space", None)
-    if space is None:
-        return None
-    if slot_probs is None:
-        return ()
-    sentences = getattr(backend, "sentences", None)
-    return tuple(SlotScore(f.name, f.value, f.score,
-                           sentences.text_of(f.name, f.value) if sentences else None)
-                 for f in space.decode(intent, slot_probs))
-
-
-def event_kind(event: Event) -> str:
-    return event.type if isinstance(event, IntentEvent) else event.TYPE

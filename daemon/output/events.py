@@ -88,6 +88,10 @@ class IntentEvent:
     # Models trained from a spec only (else None): the verdict as a sentence; "" for no_match.
     text: str | None = None
     call: CallInfo | None = None  # telephony streams only
+    # How the utterance was ended: silence | early | split | max_length | eof
+    # (intentd.daemon.segmentation.settings.END_REASONS).
+    end: str = "silence"
+    decided_s: float | None = None  # stream time heard when it was decided (None: end_s)
 
     def __post_init__(self) -> None:
         if self.type not in ("intent", "no_match"):
@@ -201,6 +205,8 @@ def to_dict(event: Event) -> dict[str, object]:
             **_call(event.call),
             "start_s": _secs(event.start_s),
             "end_s": _secs(event.end_s),
+            "end": event.end,
+            "decided_s": _secs(event.end_s if event.decided_s is None else event.decided_s),
             "windows": int(event.windows),
             "latency_ms": round(float(event.latency_ms), 1),
             "ts": iso_utc_ms(event.ts),

@@ -28,6 +28,7 @@ EPILOG = """examples:
   intentd-eval --model M --data D --out R --telephone                    via 8 kHz mu-law
   intentd-eval --model M --data D --out R --noise-kind cafe --snrs clean,12,6
   intentd-eval --model M --data D --out R --per-stream 1 --gap-s 0.3 0.5 Rhino's protocol
+  intentd-eval --model M --data D --out R --layout back-to-back --snrs clean
 
 exit codes: 0 ok; 2 bad usage, settings or data (one line on stderr says what and how to
 fix it); 1 an internal failure."""
@@ -70,20 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fa-snr", type=float, default=12.0,
                    help="level of the noise-only stream, as an SNR (dB) against the median "
                         "speech stream")
-    p.add_argument("--pause-prob", type=float, default=0.3,
-                   help="share of utterances that get an internal 0.3-1.2 s pause")
+    p.add_argument("--layout", choices=tuple(LAYOUTS), default="spread",
+                   help="how commands follow each other in a stream: spread = 12 per stream, "
+                        "1.5-3 s apart, 30%% with a 0.3-1.2 s pause inside; back-to-back = "
+                        "24 per stream, 0.8-2 s apart, a third with a 0.6-0.9 s pause inside "
+                        "(a caller or a household saying one thing after another); the "
+                        "options below override its parts")
+    p.add_argument("--pause-prob", type=float,
+                   help="share of utterances that get an internal pause (--pause-s)")
+    p.add_argument("--pause-s", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="length of those pauses, seconds")
     p.add_argument("--max-utterances", type=int, help="use at most N test utterances")
-    p.add_argument("--per-stream", type=int, default=12, help="utterances per stream")
-    p.add_argument("--gap-s", type=float, nargs=2, default=[1.5, 3.0], metavar=("MIN", "MAX"),
-                   help="silence/noise between utterances and at the stream ends (default "
-                        "1.5 3.0); --per-stream 1 --gap-s 0.3 0.5 is the Rhino benchmark's "
+    p.add_argument("--per-stream", type=int, help="utterances per stream")
+    p.add_argument("--gap-s", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="silence/noise between utterances and at the stream ends; "
+                        "--per-stream 1 --gap-s 0.3 0.5 is the Rhino benchmark's "
                         "protocol: one command per file, the engine listening from its start")
     p.add_argument("--log-level", default="WARNING",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
 
+LAYOUTS = {
+    "spread": {"gap_s": [1.5, 3.0], "pause_prob": 0.3, "pause_s": [0.3, 1.2], "per_stream": 12},
+    "back-to-back": {"gap_s": [0.8, 2.0], "pause_prob": 1 / 3, "pause_s": [0.6, 0.9],
+                     "per_stream": 24},
+}
+
+
 def _check(args: argparse.Namespace) -> None:
+    for key, value in LAYOUTS[args.layout].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.fa_hours < 0:
         raise ConfigError(f"--fa-hours must be >= 0, got {args.fa_hours}")
     if not 0.0 <= args.pause_prob <= 1.0:
@@ -92,9 +111,11 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-utterances must be >= 1, got {args.max_utterances}")
     if args.per_stream < 1:
         raise ConfigError(f"--per-stream must be >= 1, got {args.per_stream}")
-    lo, hi = args.gap_s
-    if not 0.0 <= lo <= hi:
-        raise ConfigError(f"--gap-s MIN MAX needs 0 <= MIN <= MAX, got {lo:g} {hi:g}")
+    for flag in ("gap_s", "pause_s"):
+        lo, hi = getattr(args, flag)
+        if not 0.0 <= lo <= hi:
+            raise ConfigError(f"--{flag.replace('_', '-')} MIN MAX needs 0 <= MIN <= MAX, "
+                              f"got {lo:g} {hi:g}")
     is_audio = Path(args.data).suffix.lower() in AUDIO_SUFFIXES
     if is_audio and not args.truth:
         raise ConfigError(f"--data {args.data} is a recording: give its truth CSV with "
@@ -132,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         utts, labels = load_utterances(args.data, args.max_utterances, args.seed)
         streams = build_streams(utts, args.seed, StreamOptions(
             gap_s=(args.gap_s[0], args.gap_s[1]), pause_prob=args.pause_prob,
-            per_stream=args.per_stream))
+            pause_s=(args.pause_s[0], args.pause_s[1]), per_stream=args.per_stream))
     unknown = sorted({s.intent for st in streams for s in st.spans} - set(backend.labels))
     if unknown:
         log.warning("truth intents %s are not labels of the model; they can only be wrong",
@@ -143,15 +164,17 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, add_floor=not recording)
     result = evaluate(cfg, backend, streams, labels, settings, noise_audio)
     result["settings"].update(data=str(args.data), truth=args.truth, model_dir=str(
-        cfg.model.path), pause_prob=args.pause_prob, per_stream=args.per_stream,
-        gap_s=list(args.gap_s))
+        cfg.model.path), layout=args.layout, pause_prob=args.pause_prob,
+        pause_s=list(args.pause_s), per_stream=args.per_stream, gap_s=list(args.gap_s))
     out = Path(args.out)
     report_mod.write(result, out)
     u = result["utterance"]
     car = ("" if "command_acceptance" not in u
            else f", command acceptance {u['command_acceptance']}")
+    c = result["commands"]
     print(f"intentd-eval: accuracy {u['accuracy']}{car}, macro-F1 {u['macro_f1']} on "
-          f"{u['utterances']} utterances; report in {out}", file=sys.stderr)
+          f"{u['utterances']} utterances, one-to-one {c['one_to_one']}, stop to decision "
+          f"p50 {c['stop_to_decision_ms_p50']} ms; report in {out}", file=sys.stderr)
     return 0
 
 

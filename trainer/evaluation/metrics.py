@@ -186,3 +186,51 @@ def sweep(results: Sequence[StreamResult], labels: Sequence[str],
             row[f"fa_per_hour_{name}"] = false_accepts(events, hours, t)["per_hour"]
         rows.append(row)
     return rows
+
+
+def _overlaps(span: Span, event: Event) -> bool:
+    return min(span.end_s, float(event["end_s"])) > max(span.start_s, float(event["start_s"]))
+
+
+def _pct(xs: Sequence[float], q: float) -> float | None:
+    return round(float(np.percentile(xs, q)), 1) if xs else None
+
+
+def commands(results: Sequence[StreamResult]) -> dict[str, Any]:
+    """Segmentation command by command (threshold-free).
+
+    ``one_to_one``: share of the truth spans overlapped by exactly one event that overlaps
+    no other span. For those: the boundary error (start and end, ms) and the time from the
+    speaker's stop to the verdict's decision, in stream time (``decided_s`` - truth end;
+    the model's own time, ``latency_ms``, comes on top live). ``end``: the events' end
+    reasons; ``early_share``: events answered early."""
+    spans = one = 0
+    bounds: list[float] = []
+    waits: list[float] = []
+    ends: dict[str, int] = {}
+    n_events = 0
+    for r in results:
+        n_events += len(r.events)
+        for e in r.events:
+            key = str(e.get("end", "silence"))
+            ends[key] = ends.get(key, 0) + 1
+        for span in r.spans:
+            spans += 1
+            hit = [e for e in r.events if _overlaps(span, e)]
+            if len(hit) != 1 or sum(_overlaps(s, hit[0]) for s in r.spans) != 1:
+                continue
+            one += 1
+            e = hit[0]
+            bounds += [abs(float(e["start_s"]) - span.start_s) * 1000,
+                       abs(float(e["end_s"]) - span.end_s) * 1000]
+            decided = float(e.get("decided_s", e["end_s"]))
+            waits.append((decided - span.end_s) * 1000)
+    return {
+        "truth_spans": spans,
+        "one_to_one": round(one / spans, 4) if spans else None,
+        "boundary_error_ms_p90": _pct(bounds, 90),
+        "stop_to_decision_ms_p50": _pct(waits, 50),
+        "stop_to_decision_ms_p95": _pct(waits, 95),
+        "end": dict(sorted(ends.items())),
+        "early_share": round(ends.get("early", 0) / n_events, 4) if n_events else None,
+    }

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from intentd.daemon.config import Config
-from intentd.daemon.engine.engine import Engine
-from intentd.daemon.engine.supervisor import engine_settings
+from intentd.daemon.engine.engine import Engine, engine_settings
 from intentd.daemon.errors import IntentdError
 from intentd.daemon.model.backend import ModelBackend
 from intentd.daemon.output.events import Event, to_json_line

@@ -25,6 +25,10 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _ms(x: Any) -> str:
+    return "-" if x is None else f"{x:.0f} ms"
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
@@ -34,6 +38,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def markdown(r: dict[str, Any]) -> str:
     s = r["settings"]
     u, seg, lat = r["utterance"], r["segmentation"], r["latency_ms"]
+    cmd = r.get("commands", {})
     # Truth with slots adds command acceptance (intent and every slot exact) and per-slot
     # accuracy.
     car_h = ["command acceptance"] if "command_acceptance" in u else []
@@ -66,15 +71,24 @@ def markdown(r: dict[str, Any]) -> str:
              "SNR = 10·log10(max 20 ms frame energy of speech / of noise) (Rhino benchmark).",
              "",
              *_table(["condition", "accuracy", *car_h, "macro-F1", "missed", "seg. recall",
-                      "seg. precision"],
+                      "seg. precision", "one-to-one"],
                      [[row["condition"], row["accuracy"], *car(row), row["macro_f1"],
                        row["missed"], row["segmentation_recall"],
-                       row["segmentation_precision"]]
+                       row["segmentation_precision"], row.get("one_to_one")]
                       for row in r["by_snr"]]),
              "## Segmentation", "",
-             *_table(["truth spans", "events", "matched", "recall", "precision"],
+             f"Segmentation {s.get('segmentation', {}).get('mode', 'silence')}. One-to-one: "
+             "each command exactly one event. Stop to decision: the speaker's last word to "
+             "the verdict's decision in stream time (the model's own time comes on top live).",
+             "",
+             *_table(["truth spans", "events", "matched", "recall", "precision", "one-to-one",
+                      "boundary error p90", "stop to decision p50 / p95", "answered early"],
                      [[seg["truth_spans"], seg["events"], seg["matched"], seg["recall"],
-                       seg["precision"]]]),
+                       seg["precision"], cmd.get("one_to_one"),
+                       _ms(cmd.get("boundary_error_ms_p90")),
+                       f"{_ms(cmd.get('stop_to_decision_ms_p50'))} / "
+                       f"{_ms(cmd.get('stop_to_decision_ms_p95'))}",
+                       cmd.get("early_share")]]),
              "## False accepts per hour", ""]
     fa = r["false_accepts"]
     lines += _table(["stream", "hours", "events", "false accepts", "FA/h"],

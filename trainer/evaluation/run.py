@@ -127,6 +127,7 @@ def evaluate(cfg: Config, backend: ModelBackend, streams: Sequence[Stream],
         row = {"condition": c, **M.utterance_metrics(res, labels, threshold)}
         seg = M.segmentation(res)
         row["segmentation_recall"], row["segmentation_precision"] = seg["recall"], seg["precision"]
+        row["one_to_one"] = M.commands(res)["one_to_one"]
         by_snr.append(row)
     wall = time.monotonic() - t0
     audio_s = bar.total
@@ -134,6 +135,7 @@ def evaluate(cfg: Config, backend: ModelBackend, streams: Sequence[Stream],
         "settings": {**asdict(settings), "operating_threshold": threshold,
                      "vad": asdict(cfg.vad), "windows": asdict(cfg.windows),
                      "verdict": cfg.model.verdict, "block_ms": cfg.input.block_ms,
+                     "segmentation": asdict(cfg.segmentation),
                      "snr_definition": "10*log10(max 20 ms frame energy of speech / of noise)",
                      "headline_condition": CLEAN if CLEAN in by_cond else settings.conditions[0]},
         "model": backend.name,
@@ -142,6 +144,7 @@ def evaluate(cfg: Config, backend: ModelBackend, streams: Sequence[Stream],
                     "seconds": round(speech_s, 1)},
         "utterance": M.utterance_metrics(head, labels, threshold),
         "segmentation": M.segmentation(head),
+        "commands": M.commands(head),
         "latency_ms": M.latency(head),
         "confusion_matrix": M.confusion(head, labels, threshold),
         "by_snr": by_snr,

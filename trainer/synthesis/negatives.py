@@ -6,7 +6,9 @@ least unlike, and only the score threshold stands between it and an action. ``sy
 therefore adds a class :data:`REJECT_LABEL` ("_none") to the data set, made of:
 
 * ``speech`` (50%): out-of-domain sentences (chit-chat, fillers, words to other people)
-  spoken by the same voice pools as the intents, through the same augmentation;
+  spoken by the same voice pools as the intents, through the same augmentation; a share of
+  them (``--cut-share``) are cut commands (:func:`cut_commands`): the start or the end of
+  a command, cut at a word boundary, that is no command of the spec on its own;
 * ``babble`` (35%): 2-5 overlapped talkers saying such sentences, 1-15 s (a room, a TV);
 * ``noise`` (15%): pink, brown, white noise or appliance hum, 1-4 s, at random levels.
 
@@ -89,6 +91,27 @@ def sentences(n: int, rng: random.Random) -> list[str]:
         out.extend(sample_expansions(t, _SLOTS, per, rng))
     rng.shuffle(out)
     return out[:n]
+
+
+def cut_commands(commands: list[str], n: int, rng: random.Random) -> list[str]:
+    """``n`` pieces of ``commands``: the words before or after a word boundary (at least one
+    word on either side), never a command of ``commands`` itself. A speaker who pauses
+    mid-command, or says two commands back to back, leaves the daemon such pieces to weigh
+    (intentd.daemon.segmentation): the model learns that they are no command.
+
+    Fewer than ``n`` (possibly none) when the commands are too short to cut."""
+    complete = {" ".join(c.lower().split()) for c in commands}
+    pool = [c.split() for c in commands if len(c.split()) >= 2]
+    out: list[str] = []
+    for _ in range(n * 4 if pool else 0):
+        words = pool[rng.randrange(len(pool))]
+        k = rng.randint(1, len(words) - 1)
+        piece = " ".join(words[:k] if rng.random() < 0.5 else words[k:])
+        if piece.lower() not in complete:
+            out.append(piece)
+            if len(out) == n:
+                break
+    return out
 
 
 def kind_of(index: int, n: int) -> str:

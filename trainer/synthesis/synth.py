@@ -86,6 +86,9 @@ class SynthOptions:
     # Size of the rejection class "_none" (intentd.trainer.synthesis.negatives) relative to
     # --per-intent.
     reject_share: float = 1.0
+    # Share of its spoken sentences that are cut commands (negatives.cut_commands): what a
+    # command sounds like before or after a pause inside it, for segmentation by the model.
+    cut_share: float = 0.3
     # Accent restrictions: train on some accents, test on others, to measure how accuracy
     # holds up on a kind of voice never heard in training. Empty = every accent.
     train_accents: tuple[str, ...] = ()
@@ -108,7 +111,7 @@ class SynthOptions:
             raise ConfigError(f"--test-fraction must be between 0 and 1, got "
                               f"{self.test_fraction}")
         for name in ("piper_share", "flite_share", "noise_prob", "telephone_prob", "reverb_prob",
-                     "speed_prob", "pause_share"):
+                     "speed_prob", "pause_share", "cut_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")

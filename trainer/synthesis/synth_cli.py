@@ -43,6 +43,12 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"rejection class {negatives.REJECT_LABEL!r} (out-of-domain "
                              "speech, babble, noise) with R x --per-intent utterances "
                              f"(default {d.reject_share}; 0: no rejection class)")
+    parser.add_argument("--cut-share", type=float, default=d.cut_share, metavar="S",
+                        help="share of the rejection class's spoken sentences that are cut "
+                             "commands: the start or end of a command, cut at a word "
+                             "boundary, that is no command on its own; they teach the model "
+                             "what the daemon's segmentation must not answer (default "
+                             f"{d.cut_share}; 0: none)")
     parser.add_argument("--noise-file", action="append", default=[], metavar="WAV",
                         help="background noise recording (repeatable)")
     parser.add_argument("--train-accents", type=_name_list, default=(), metavar="A,B",
@@ -78,6 +84,7 @@ def options_from_args(args: argparse.Namespace) -> SynthOptions:
         telephone_prob=args.telephone_prob,
         reverb_prob=args.reverb_prob, speed_prob=args.speed_prob,
         noise_files=tuple(args.noise_file), reject_share=args.reject_share,
+        cut_share=args.cut_share,
         train_accents=args.train_accents,
         test_accents=args.test_accents, gen_timbres=args.gen_timbres,
         pause_share=args.pause_share, jobs=args.jobs,

@@ -65,9 +65,11 @@ def plan(spec: Spec, options: SynthOptions) -> list[Job]:
                                        options.train_accents, options.test_accents,
                                        options.gen_timbres)
     jobs: list[Job] = []
+    commands: list[str] = []
     for li, label in enumerate(spec.labels):
         rng = random.Random(f"plan:{options.seed}:{label}")
         utts = spec.utterances(label, options.per_intent, rng)
+        commands += [u.text for u in utts]
         slots = {u.text: tuple((s.name, s.value) for s in u.slots) for u in utts}
         jobs += [replace(j, slots=slots.get(j.text, ()))
                  for j in _label_jobs(label, li, [u.text for u in utts], options.per_intent,
@@ -75,9 +77,13 @@ def plan(spec: Spec, options: SynthOptions) -> list[Job]:
     n_reject = round(options.per_intent * options.reject_share)
     if n_reject >= 2:
         rng = random.Random(f"plan:{options.seed}:{negatives.REJECT_LABEL}")
-        jobs += _label_jobs(negatives.REJECT_LABEL, len(spec.labels),
-                            negatives.sentences(n_reject, rng), n_reject, options, train_sp,
-                            test_sp, rng)
+        texts = negatives.sentences(n_reject, rng)
+        if options.cut_share > 0:
+            cut = negatives.cut_commands(commands, round(n_reject * options.cut_share),
+                                         random.Random(f"cut:{options.seed}"))
+            texts = texts[: n_reject - len(cut)] + cut
+        jobs += _label_jobs(negatives.REJECT_LABEL, len(spec.labels), texts, n_reject,
+                            options, train_sp, test_sp, rng)
     return jobs
 
 

@@ -1,0 +1,299 @@
+"""One utterance's commands: the model decides where its internal pauses end a command.
+
+The VAD ends an utterance only after ``vad.min_silence_ms`` of silence (the hangover), long
+enough to keep a hesitant speaker's command whole. Two commands spoken closer together than
+that become one utterance, and every answer waits for the whole hangover. This module
+weighs in at the utterance's internal pauses (a silence of at least ``vad.min_pause_ms``;
+the segmenter reports them, :mod:`intentd.daemon.audio.segmenter`):
+
+* **Early answer**: once the pause has lasted ``early_after_ms``, the command so far is
+  answered at once (``"end": "early"``) when the model calls it a complete command (not
+  the rejection class) with probability >= ``early_score``. Speech after it starts the
+  next command.
+* **Split**: otherwise, when speech resumes, the part after the pause is scored on its
+  own once it ends (at the next pause or at the utterance's end), and so is the joined
+  audio. The pause ends a command (the part before it gets ``"end": "split"``) when both
+  parts are complete commands with probability >= ``split_score`` and the joined audio is
+  not more likely one command: its probability is below the better part's. Otherwise the
+  parts stay one command.
+
+A part is scored as the utterance it would have been with silence alone: its pre-roll and
+post-roll (``vad.speech_pad_ms``) come with it, and a pause inside is as short as the
+segmenter made it. A part whose speech is shorter than ``vad.min_speech_ms`` is no command
+(a breath or a click after an answer is dropped, as the VAD drops it).
+
+Pure: the model is the ``score`` function the worker gives; audio positions are
+stream-global sample indices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from intentd.daemon.output.events import REJECT_LABEL
+from intentd.daemon.segmentation.settings import SegmentationConfig
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The model's verdict on a stretch of audio."""
+
+    probs: np.ndarray = field(repr=False)
+    slot_probs: np.ndarray | None = field(repr=False)
+    label: str
+    score: float
+    slots: tuple[tuple[str, str], ...] = ()  # the slot values heard, (name, value)
+
+    def says(self, other: Scored) -> bool:
+        """Whether both say the same command: intent and slot values."""
+        return (self.label, self.slots) == (other.label, other.slots)
+
+    def complete(self, at_least: float) -> bool:
+        return self.label != REJECT_LABEL and self.score >= at_least
+
+
+Score = Callable[[np.ndarray], Scored]
+_EMPTY = np.zeros(0, np.float32)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command the splitter ended: the worker turns it into an event."""
+
+    utterance_id: int
+    start_sample: int  # its first speech sample
+    end_sample: int  # one past its last speech sample
+    end: str  # silence | early | split | max_length | eof
+    decided_sample: int  # how much of the stream had been heard when it was decided
+    scored: Scored | None  # None: the worker scores ``audio`` (with the other verdicts)
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass
+class _Group:
+    """The command being heard: from ``start`` (its speech) with audio from ``audio_from``
+    (pre-roll), ``pre`` the pre-roll audio not among the pieces (after a pause)."""
+
+    utterance_id: int
+    start: int
+    audio_from: int
+    pre: np.ndarray
+    # Heard after an early answer and no command (yet): the answered command's tail, or the
+    # start of the next command; the part after it decides.
+    after_answer: bool = False
+
+
+@dataclass
+class _Candidate:
+    """A pause whose part before is a complete command (``tail`` False) or a possible tail
+    of the early answer (``tail`` True): decided when the part after it ends."""
+
+    tail: bool
+    before_end: int
+    before: Scored
+    before_audio: np.ndarray
+    before_post: np.ndarray
+    after: _Group
+
+
+def _logit(s: Scored | None, at_least: float) -> float:
+    """How sure the model is of a complete command (-inf: not one), as log-odds: the
+    probabilities of confident verdicts crowd at 1."""
+    if s is None or not s.complete(at_least):
+        return -math.inf
+    p = min(max(s.score, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
+class CommandSplitter:
+    def __init__(self, settings: SegmentationConfig, score: Score, utterance_id: int,
+                 voiced_start_sample: int, start_sample: int, min_speech_samples: int) -> None:
+        self.s = settings
+        self._score = score
+        self._min_speech = min_speech_samples
+        self._pieces: list[tuple[int, np.ndarray]] = []  # (stream sample, audio)
+        self._group: _Group | None = _Group(utterance_id, voiced_start_sample, start_sample,
+                                            _EMPTY)
+        self._pause_end: int | None = None  # speech end of the pause being heard
+        self._post = _EMPTY  # its post-roll
+        self._scored: Scored | None = None  # the group up to the pause being heard
+        self._audio = _EMPTY  # ... and its audio
+        self._cand: _Candidate | None = None
+        self._answered: tuple[_Group, Scored] | None = None  # the last early answer
+        self.scored_parts = 0  # model calls, for the figures
+
+    # --- input ----------------------------------------------------------------------
+
+    def push(self, start_sample: int, samples: np.ndarray) -> None:
+        self._pieces.append((start_sample, np.asarray(samples, dtype=np.float32)))
+
+    def pause(self, voiced_end_sample: int, silent_ms: int, heard_sample: int,
+              post: np.ndarray) -> list[Command]:
+        """The speech stopped at ``voiced_end_sample`` and has been silent ``silent_ms``
+        (reported at each of the segmenter's marks); ``post`` is the post-roll, the
+        ``vad.speech_pad_ms`` of audio after ``voiced_end_sample``."""
+        out: list[Command] = []
+        if self._group is None:
+            return out  # answered early: the silence goes on
+        if self._pause_end != voiced_end_sample:  # the first mark of this pause
+            self._pause_end = voiced_end_sample
+            self._post = np.asarray(post, dtype=np.float32)
+            if self._cand is not None:
+                out += self._resolve(voiced_end_sample, voiced_end_sample, self._post,
+                                     heard_sample)
+            else:
+                g = self._group
+                self._audio = self._span(g, voiced_end_sample, self._post)
+                self._scored = self._score_if_speech(g, voiced_end_sample, self._audio)
+                if g.after_answer:
+                    self._weigh_after_answer(voiced_end_sample, self._post)
+        g = self._group
+        if g is None or g.after_answer:
+            return out
+        if (self.s.early and silent_ms >= self.s.early_after_ms and self._scored is not None
+                and self._scored.complete(self.s.early_score)):
+            out.append(Command(g.utterance_id, g.start, voiced_end_sample, "early",
+                               heard_sample, self._scored, self._audio))
+            self._answered = (g, self._scored)
+            self._group = None
+        return out
+
+    def resume(self, voiced_start_sample: int, utterance_id: int, pre: np.ndarray) -> None:
+        """Speech again after a reported pause; ``utterance_id`` names the command that may
+        start here, ``pre`` is its pre-roll (the pause's audio before the speech)."""
+        pre = np.asarray(pre, dtype=np.float32)
+        part = _Group(utterance_id, voiced_start_sample, voiced_start_sample - pre.size, pre)
+        g, scored, end = self._group, self._scored, self._pause_end
+        if g is None:
+            part.after_answer = True
+            self._group = part
+            self._drop_before(self._answered[0].audio_from if self._answered else part.audio_from)
+        elif end is not None and scored is not None and (
+                g.after_answer or scored.complete(self.s.split_score)):
+            self._cand = _Candidate(g.after_answer, end, scored, self._audio, self._post, part)
+        self._pause_end = None
+
+    def end(self, voiced_end_sample: int, end_sample: int, reason: str, heard_sample: int
+            ) -> list[Command]:
+        """The utterance ended (VAD ``reason``; its audio, post-roll included, runs to
+        ``end_sample``): the commands left to answer, the last one's ``scored`` None when
+        the worker is to score its ``audio``."""
+        out: list[Command] = []
+        if self._group is None:
+            return out
+        if self._pause_end != voiced_end_sample:  # speech since the last pause, if any
+            if self._cand is not None:
+                out += self._resolve(voiced_end_sample, end_sample, _EMPTY, heard_sample)
+            else:
+                self._scored = None
+                self._audio = self._span(self._group, end_sample, _EMPTY)
+        g = self._group
+        self._group = None
+        if g is None or voiced_end_sample - g.start < self._min_speech:
+            return out
+        if g.after_answer:
+            if self._scored is None:
+                self._scored = self._score_if_speech(g, voiced_end_sample, self._audio)
+            if (self._scored is None or self._scored.label == REJECT_LABEL
+                    or self._completes_answer(end_sample, _EMPTY)):
+                return out  # the answered command's tail
+        out.append(Command(g.utterance_id, g.start, voiced_end_sample, reason, heard_sample,
+                           self._scored, self._audio))
+        return out
+
+    # --- decisions ------------------------------------------------------------------
+
+    def _weigh_after_answer(self, cut: int, post: np.ndarray) -> None:
+        """The group heard after an early answer was scored at a pause. A command with
+        another intent is an ordinary group. The answered command's tail (joined with the
+        answer it is that command still, at least as sure: what completes a command makes
+        the model surer of it) is dropped, like a part too short for a command. Else a
+        complete command is an ordinary group and anything else stays pending: the part
+        after the pause decides (:meth:`_resolve`), or the end."""
+        g, scored = self._group, self._scored
+        assert g is not None and g.after_answer and self._answered is not None
+        if scored is None:
+            self._group = None
+            return
+        complete = scored.complete(self.s.split_score)
+        if complete and scored.label != self._answered[1].label:
+            g.after_answer = False
+        elif self._completes_answer(cut, post):
+            self._group = None
+        elif complete:
+            g.after_answer = False
+
+    def _completes_answer(self, cut: int, post: np.ndarray) -> bool:
+        """Whether the early answer joined with what followed it up to ``cut`` is that
+        command still, at least as sure: then what followed is its tail, and the answered
+        command is heard up to ``cut`` (the next part is weighed against that)."""
+        assert self._answered is not None
+        first, said = self._answered
+        self.scored_parts += 1
+        longer = self._score(self._span(first, cut, post))
+        if longer.label == said.label and longer.score >= said.score:
+            self._answered = (first, longer)
+            return True
+        return False
+
+    def _resolve(self, end: int, cut: int, post: np.ndarray, heard: int) -> list[Command]:
+        """The part after the candidate pause ended at ``end``: which reading of the audio
+        makes the least sure command surer, the pause ending a command or not."""
+        c, g = self._cand, self._group
+        assert c is not None and g is not None
+        self._cand = None
+        at = self.s.split_score
+        after_audio = self._span(c.after, cut, post)
+        joined_audio = self._span(g, cut, post)
+        after = self._score_if_speech(c.after, end, after_audio)
+        self.scored_parts += 1
+        joined = self._score(joined_audio)
+        if c.tail:  # the part before: the early answer's tail, or the next command's start?
+            assert self._answered is not None
+            first, said = self._answered
+            self.scored_parts += 1
+            longer = self._score(self._span(first, c.before_end, c.before_post))
+            as_tail = min(_logit(longer, at) if longer.label == said.label else -math.inf,
+                          _logit(after, at))
+            as_start = min(_logit(said, at), _logit(joined, at))
+            if as_tail > as_start:
+                self._answered = (first, longer)
+                self._group, self._scored, self._audio = c.after, after, after_audio
+                self._drop_before(c.after.audio_from)
+                return []
+            g.after_answer = not joined.complete(at)
+            self._scored, self._audio = joined, joined_audio
+            return []
+        if min(_logit(c.before, at), _logit(after, at)) > _logit(joined, at):
+            self._group, self._scored, self._audio = c.after, after, after_audio
+            self._drop_before(c.after.audio_from)
+            return [Command(g.utterance_id, g.start, c.before_end, "split", heard, c.before,
+                            c.before_audio)]
+        self._scored, self._audio = joined, joined_audio
+        return []
+
+    def _drop_before(self, sample: int) -> None:
+        """Forget the audio before ``sample``: no command left to weigh reaches it (an
+        utterance held open by short pauses may go on for long)."""
+        self._pieces = [(start, x) for start, x in self._pieces if start + x.size > sample]
+
+    def _score_if_speech(self, g: _Group, end: int, audio: np.ndarray) -> Scored | None:
+        if end - g.start < self._min_speech:
+            return None
+        self.scored_parts += 1
+        return self._score(audio)
+
+    def _span(self, g: _Group, cut: int, post: np.ndarray) -> np.ndarray:
+        """The group's audio: its pre-roll, the pieces up to ``cut``, then ``post``."""
+        parts = [g.pre]
+        lo = g.start if g.pre.size else g.audio_from
+        for start, samples in self._pieces:
+            a, b = max(lo, start), min(cut, start + samples.size)
+            if b > a:
+                parts.append(samples[a - start: b - start])
+        parts.append(post)
+        return np.concatenate(parts)
