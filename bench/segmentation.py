@@ -9,7 +9,7 @@ committed): early answers against the final verdict, and the orders back to back
    last word to the decision (stream time).
 2. The orders joined into streams (their silences trimmed, 0.5-1.5 s apart, 25 per
    stream, the config's noise gate), both modes: one-to-one segmentation (each order
-   exactly one event) and drink accuracy.
+   exactly one event) and drink accuracy (its one event, for it alone, names the drink).
 
 The drink is the ``coffeeDrink`` slot of a model trained on
 ``examples/intents/coffee_maker.yaml``, or the intent of one trained on
@@ -145,7 +145,10 @@ def joined(cfg: Config, backend: Any, orders: list, rng: random.Random, by_slot:
                 hit = [e for e in r.events if min(span.end_s, e["end_s"])
                        > max(span.start_s, e["start_s"]) and e["score"] >= cfg.model.threshold]
                 want = (span.slots or {}).get("coffeeDrink", span.intent)
-                right += len(hit) == 1 and drink(hit[0], by_slot) == want
+                alone = len(hit) == 1 and sum(
+                    min(s.end_s, hit[0]["end_s"]) > max(s.start_s, hit[0]["start_s"])
+                    for s in r.spans) == 1  # one event, for this order only
+                right += alone and drink(hit[0], by_slot) == want
         c = M.commands(results)
         out[mode] = {"one_to_one": c["one_to_one"], "drink_right": right,
                      "events": sum(len(r.events) for r in results), "end": c["end"],

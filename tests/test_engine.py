@@ -405,3 +405,20 @@ def test_hooks_are_checked_against_the_model_at_start_and_at_reload() -> None:
     live.close()
     runner.join(5)
     assert runner.code == 0  # type: ignore[attr-defined]
+
+
+def test_the_model_segments_only_with_the_utterance_verdict_and_a_rejection_class() -> None:
+    from intentd.daemon.engine.engine import engine_settings
+
+    class WithReject(Backend):
+        labels = (*Backend.labels, "_none")
+
+    def marks(backend: Any, **overrides: Any) -> tuple[tuple[int, ...], str]:
+        s = engine_settings(cfg_for("a", **overrides), backend)
+        return s.stream.pause_marks_ms, s.worker.segmentation.mode
+
+    assert marks(WithReject()) == ((300, 400), "model")
+    assert marks(WithReject(), **{"segmentation.early_after_ms": 0}) == ((300,), "model")
+    assert marks(WithReject(), **{"model.verdict": "mean"}) == ((), "silence")
+    assert marks(WithReject(), **{"segmentation.mode": "silence"}) == ((), "silence")
+    assert marks(Backend()) == ((), "silence")  # it cannot say "no command (yet)"

@@ -140,6 +140,24 @@ def test_metrics_apply_threshold_after_matching() -> None:
     assert M.false_accepts([*events, rejected], 0.5, 0.0)["false_accepts"] == 3
 
 
+def test_command_metrics_one_to_one_boundaries_and_waits() -> None:
+    """Span 1: one event (early, decided 0.4 s after the speech); span 2: cut in two;
+    spans 3 and 4: one event over both; span 5: none."""
+    spans = [Span(1.0, 2.0, "a"), Span(4.0, 6.0, "b"), Span(8.0, 9.0, "a"),
+             Span(9.5, 10.0, "b"), Span(12.0, 13.0, "a")]
+    events = [{**_ev(1.02, 2.03, "a", 0.9), "end": "early", "decided_s": 2.4},
+              {**_ev(4.0, 4.9, "b", 0.9), "end": "early", "decided_s": 5.3},
+              {**_ev(5.6, 6.0, "b", 0.9), "end": "silence", "decided_s": 7.3},
+              {**_ev(8.0, 10.0, "a", 0.9), "end": "split", "decided_s": 11.0}]
+    c = M.commands([M.StreamResult(spans, events)])
+    assert c == {"truth_spans": 5, "one_to_one": 0.2, "boundary_error_ms_p90": 29.0,
+                 "stop_to_decision_ms_p50": 400.0, "stop_to_decision_ms_p95": 400.0,
+                 "end": {"early": 2, "silence": 1, "split": 1}, "early_share": 0.5}
+    # events without the keys (older models' reports) count as silence, decided at their end
+    plain = M.commands([M.StreamResult(spans[:1], [_ev(1.0, 2.0, "a", 0.9)])])
+    assert (plain["end"], plain["stop_to_decision_ms_p50"]) == ({"silence": 1}, 0.0)
+
+
 def test_sweep_gives_accuracy_in_every_condition() -> None:
     """Each threshold row carries every condition's accuracy at that threshold: a right
     answer scoring 0.4 counts below 0.45 only."""
@@ -170,6 +188,9 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["--data", str(tmp_path), "--out", str(tmp_path), "--model", "m",
                  "--gap-s", "2", "1"]) == 2
     assert "--gap-s MIN MAX needs 0 <= MIN <= MAX, got 2 1" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path), "--model", "m",
+                 "--layout", "back-to-back", "--pause-s", "0.9", "0.6"]) == 2
+    assert "--pause-s MIN MAX needs 0 <= MIN <= MAX, got 0.9 0.6" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path),
                  "--model", str(tmp_path / "nomodel"), "--snrs", "clean"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -184,9 +205,11 @@ def test_end_to_end_small_evaluation(compact_model: Path, synth_data: Path,
                  "--fa-hours", "0.034", "--seed", "3"])
     assert code == 0
     r = json.loads((out / "report.json").read_text())
-    for key in ("settings", "utterance", "segmentation", "latency_ms", "confusion_matrix",
-                "by_snr", "false_accepts", "threshold_sweep", "labels"):
+    for key in ("settings", "utterance", "segmentation", "commands", "latency_ms",
+                "confusion_matrix", "by_snr", "false_accepts", "threshold_sweep", "labels"):
         assert key in r
+    assert r["settings"]["layout"] == "spread" and r["settings"]["pause_s"] == [0.3, 1.2]
+    assert r["commands"]["truth_spans"] == 10 and "one_to_one" in r["by_snr"][0]
     assert [row["condition"] for row in r["by_snr"]] == ["clean", "12"]
     assert r["utterance"]["utterances"] == 10
     assert len(r["labels"]) == 3

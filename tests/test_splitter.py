@@ -161,15 +161,18 @@ def answered_then(s: CommandSplitter, *words: str) -> list[Command]:
 
 def test_what_follows_an_early_answer_and_completes_it_is_its_tail() -> None:
     model = Model({LIGHTS: ("lights_on", 0.99), ("please",): (REJECT_LABEL, 0.8),
-                   LIGHTS + ("please",): ("lights_on", 0.999)})
+                   (*LIGHTS, "please"): ("lights_on", 0.999)})
     assert answered_then(splitter(model), "please") == []
 
 
-def test_the_same_command_said_again_after_an_early_answer_is_a_tail_when_joined_is_surer(
-        ) -> None:
-    model = Model({LIGHTS: ("lights_on", 0.99), ("lights",): ("lights_on", 0.95)})
-    model.verdicts[frozenset(LIGHTS)] = ("lights_on", 0.99)
+def test_the_same_intent_after_an_early_answer_is_its_tail_unless_sure_on_its_own() -> None:
+    # unsure alone, and the answer is surer with it: the answered command's tail
+    model = Model({LIGHTS: ("lights_on", 0.99), ("lights",): ("lights_on", 0.85)})
     assert answered_then(splitter(model), "lights") == []
+    # sure enough to be answered early itself: the command said again
+    model = Model({LIGHTS: ("lights_on", 0.99), ("lights",): ("lights_on", 0.95)})
+    assert summary(answered_then(splitter(model), "lights")) == [
+        (8, 2000, 2400, "silence", 3700, "lights_on")]
 
 
 def test_a_command_after_an_early_answer_gets_its_own_event() -> None:
@@ -185,7 +188,7 @@ def test_the_start_of_the_next_command_is_not_taken_for_a_tail() -> None:
     start."""
     model = Model({LIGHTS: ("lights_on", 0.99), ("weather",): (REJECT_LABEL, 0.7),
                    ("today",): (REJECT_LABEL, 0.9), WEATHER: ("weather", 0.999),
-                   LIGHTS + ("weather",): ("lights_on", 0.9)})
+                   (*LIGHTS, "weather"): ("lights_on", 0.9)})
     s = splitter(model)
     s.push(0, np.concatenate([silence(300), word("turn", 300), word("on", 200),
                               word("lights", 500)]))

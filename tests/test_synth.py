@@ -130,6 +130,39 @@ def test_rejection_class_kinds_and_sizes(tiny_spec: Path, tmp_path: Path) -> Non
         SynthOptions(reject_share=-1.0).validate()
 
 
+def test_cut_commands_are_pieces_that_cannot_be_commands(tiny_spec: Path,
+                                                          tmp_path: Path) -> None:
+    import random
+
+    from intentd.trainer.synthesis.pauses import cut
+
+    commands = ["please turn on the kitchen light", "turn on the kitchen light",
+                "what is my balance", "hi"]
+    # the first has a command for an end, the last is too short to cut
+    assert set(negatives.cut_commands(commands, 20, random.Random(0))) == {
+        "turn on the kitchen light", "what is my balance"}
+    assert negatives.cut_commands(["hi"], 5, random.Random(0)) == []
+    # a cut lies between 20% and 80% of the audible part; head + tail are all of it
+    audio = np.concatenate([np.zeros(1600), np.sin(np.arange(16000) / 3.0), np.zeros(1600)])
+    audio[1600 + 8000: 1600 + 8320] = 0.0  # a gap between two words
+    head, tail = (cut(audio.astype(np.float32), part, random.Random(1)) for part in
+                  ("head", "tail"))
+    assert 0.2 * 16000 <= head.size <= 0.8 * 16000 and head.size + tail.size == 16000
+    with pytest.raises(ValueError, match="head or tail"):
+        cut(audio, "middle", random.Random(1))
+    # in a data set: rejection utterances that are the head or the tail of a command
+    out = tmp_path / "cut"
+    synthesize(tiny_spec, out, _opts(per_intent=6, piper_share=0.0, reject_share=2.0,
+                                     cut_share=0.5))
+    rows = [r for s in ("train", "test") for r in _read(out, s) if r["label"] == REJECT_LABEL]
+    pieces = [r for r in rows if r["text"].startswith(("<head> ", "<tail> "))]
+    # never "please turn on ...": its end is a command of the spec
+    said = [r["text"].split(" ", 1)[1] for r in pieces]
+    assert said and not any(t.startswith("please") for t in said), said
+    with pytest.raises(ConfigError, match="--cut-share"):
+        SynthOptions(cut_share=1.5).validate()
+
+
 def test_negative_kinds_follow_fixed_shares() -> None:
     kinds = [negatives.kind_of(i, 10) for i in range(10)]
     assert kinds == ["speech"] * 5 + ["babble"] * 3 + ["noise"] * 2

@@ -356,13 +356,15 @@ class WordsScorer:
         audio = np.concatenate(self.chunks)
         alarm, cancel = bool(np.any(audio == 0.25)), bool(np.any(audio == 0.5))
         if alarm and cancel:
-            return np.array([0.625, 0.125, 0.25])
+            return np.array([0.625, 0.125, 0.25, 0.0])
         if alarm:
-            return np.array([0.96875, 0.015625, 0.015625])
-        return np.array([0.015625, 0.015625, 0.96875])
+            return np.array([0.96875, 0.015625, 0.0, 0.015625])
+        return np.array([0.015625, 0.0, 0.96875, 0.015625])
 
 
 class WordsBackend(FakeBackend):
+    labels = (*LABELS, REJECT_LABEL)
+
     def utterance_scorer(self) -> WordsScorer:  # type: ignore[override]
         self.scorers += 1
         return WordsScorer()
@@ -372,7 +374,7 @@ def test_model_segmentation_answers_early_and_gives_the_next_command_its_own_eve
     from intentd.daemon.engine.items import PauseItem, ResumeItem, StartItem
     from intentd.daemon.segmentation.settings import SegmentationConfig
 
-    def run(mode: str) -> list[dict[str, Any]]:
+    def run(mode: str, early_after_ms: int = 400) -> list[dict[str, Any]]:
         silence = np.zeros(4800, np.float32)  # 300 ms
         items = [
             StartItem("s", 0, 0, 4800),
@@ -389,8 +391,8 @@ def test_model_segmentation_answers_early_and_gives_the_next_command_its_own_eve
         q: queue.Queue[Any] = queue.Queue()
         for it in [*items, STOP]:
             q.put(it)
-        settings = WorkerSettings(segmentation=SegmentationConfig(mode=mode),
-                                  min_speech_samples=4000)
+        settings = WorkerSettings(segmentation=SegmentationConfig(
+            mode=mode, early_after_ms=early_after_ms), min_speech_samples=4000)
         Worker(backend, settings, Router([sink]), q, model_name="tiny",
                clock=lambda: 100.25, wall_clock=lambda: TS).run()
         return [json.loads(x) for x in sink.lines]
@@ -410,3 +412,7 @@ def test_model_segmentation_answers_early_and_gives_the_next_command_its_own_eve
         {"type": "intent", "intent": "alarm", "score": 0.625, "utterance_id": 0,
          "start_s": 0.3, "end_s": 3.0, "end": "silence", "decided_s": 4.3, "windows": 3,
          "latency_ms": 250.0}]
+    # without early answers the pause is weighed once the next part has ended: a split
+    got = run("model", early_after_ms=0)
+    assert [(e["intent"], e["end"], e["utterance_id"], e["decided_s"]) for e in got] == [
+        ("alarm", "split", 0, 4.3), ("cancel", "silence", 7, 4.3)]

@@ -34,7 +34,7 @@ from intentd.daemon.engine.stream import StreamSettings, StreamStage
 from intentd.daemon.engine.worker import EventRouter, Recorder, Worker, WorkerSettings
 from intentd.daemon.errors import ConfigError
 from intentd.daemon.model.backend import ModelBackend
-from intentd.daemon.output.events import CallInfo, Event
+from intentd.daemon.output.events import REJECT_LABEL, CallInfo, Event
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,14 @@ def engine_settings(cfg: Config, backend: ModelBackend) -> EngineSettings:
     """The engine's view of the config for ``backend``."""
     rate_hz = backend.sample_rate_hz
     seg = cfg.segmentation
-    by_model = seg.by_model and cfg.model.verdict == "utterance"  # window verdicts: silence
+    # The model weighs pauses under the utterance verdict, and only a model with the
+    # rejection class can say that what it heard is no command (yet): else silence decides.
+    by_model = (seg.by_model and cfg.model.verdict == "utterance"
+                and REJECT_LABEL in backend.labels)
+    if seg.by_model and not by_model:
+        log.info("segmentation by silence alone: %s", "the model has no rejection class "
+                 f"({REJECT_LABEL}) to tell an unfinished command" if cfg.model.verdict ==
+                 "utterance" else f"the {cfg.model.verdict} verdict scores windows")
     worker = WorkerSettings(verdict=cfg.model.verdict, threshold=cfg.model.threshold,
                             top_k=cfg.model.top_k, sample_rate_hz=rate_hz,
                             window_events=cfg.output.window_events,

@@ -241,10 +241,11 @@ class Worker:
     def _start(self, item: StartItem) -> None:
         key = (item.stream, item.utterance_id)
         utt = self._utts[key] = _Utterance(self.backend)
-        if self.settings.segmentation.by_model and self.settings.verdict == "utterance":
+        seg = self.settings.segmentation
+        if seg.by_model and self.settings.verdict == "utterance":
             backend = utt.backend
             utt.splitter = CommandSplitter(
-                self.settings.segmentation, lambda audio: self._score(backend, audio),
+                seg, lambda audio: self._score(backend, audio),
                 item.utterance_id, item.voiced_start_sample, item.start_sample,
                 self.settings.min_speech_samples)
 

@@ -8,22 +8,32 @@ the segmenter reports them, :mod:`intentd.daemon.audio.segmenter`):
 
 * **Early answer**: once the pause has lasted ``early_after_ms``, the command so far is
   answered at once (``"end": "early"``) when the model calls it a complete command (not
-  the rejection class) with probability >= ``early_score``. Speech after it starts the
-  next command.
-* **Split**: otherwise, when speech resumes, the part after the pause is scored on its
-  own once it ends (at the next pause or at the utterance's end), and so is the joined
-  audio. The pause ends a command (the part before it gets ``"end": "split"``) when both
-  parts are complete commands with probability >= ``split_score`` and the joined audio is
-  not more likely one command: its probability is below the better part's. Otherwise the
-  parts stay one command.
+  the rejection class) with probability >= ``early_score``.
+* **After an early answer** the speaker may go on with the same command (a hesitation
+  the early answer did not wait out) or start the next one. A part heard then is the next
+  command when it is one on its own (another intent, or sure enough to be answered early
+  itself); the answered command's tail when the answer joined with it is that command
+  still, at least as sure (what completes a command makes the model surer of it; the start
+  of another does not): no event; else the part after the next pause decides: the tail
+  reading needs the answer with it to stay that command, the start reading the two parts
+  to be a command or to be able to become one; where both hold, the longer pause is the
+  boundary (a speaker pauses longer between commands than inside one).
+* **Split**: without an early answer, when speech resumes, the part after the pause is
+  scored on its own once it ends (at the next pause or at the utterance's end), and so is
+  the joined audio. The pause ends a command (the part before it gets ``"end": "split"``)
+  when both parts are complete commands with probability >= ``split_score`` and the less
+  sure of them is surer than the joined audio (in log-odds: the probabilities of confident
+  verdicts crowd at 1). Otherwise the parts stay one command.
 
 A part is scored as the utterance it would have been with silence alone: its pre-roll and
 post-roll (``vad.speech_pad_ms``) come with it, and a pause inside is as short as the
 segmenter made it. A part whose speech is shorter than ``vad.min_speech_ms`` is no command
 (a breath or a click after an answer is dropped, as the VAD drops it).
 
-Pure: the model is the ``score`` function the worker gives; audio positions are
-stream-global sample indices.
+Only a model with the rejection class can say that what it heard is no command (yet): the
+engine segments by silence alone for other models (:func:`intentd.daemon.engine.engine.
+engine_settings`). Pure: the model is the ``score`` function the worker gives; audio
+positions are stream-global sample indices.
 """
 
 from __future__ import annotations
@@ -123,7 +133,8 @@ class CommandSplitter:
         self._scored: Scored | None = None  # the group up to the pause being heard
         self._audio = _EMPTY  # ... and its audio
         self._cand: _Candidate | None = None
-        self._answered: tuple[_Group, Scored] | None = None  # the last early answer
+        # The last early answer: its group, verdict and speech end (with the tail absorbed).
+        self._answered: tuple[_Group, Scored, int] | None = None
         self.scored_parts = 0  # model calls, for the figures
 
     # --- input ----------------------------------------------------------------------
@@ -158,7 +169,7 @@ class CommandSplitter:
                 and self._scored.complete(self.s.early_score)):
             out.append(Command(g.utterance_id, g.start, voiced_end_sample, "early",
                                heard_sample, self._scored, self._audio))
-            self._answered = (g, self._scored)
+            self._answered = (g, self._scored, voiced_end_sample)
             self._group = None
         return out
 
@@ -198,8 +209,9 @@ class CommandSplitter:
         if g.after_answer:
             if self._scored is None:
                 self._scored = self._score_if_speech(g, voiced_end_sample, self._audio)
-            if (self._scored is None or self._scored.label == REJECT_LABEL
-                    or self._completes_answer(end_sample, _EMPTY)):
+            kind = self._after_answer(self._scored, end_sample, _EMPTY)
+            if kind == "tail" or (kind == "pending" and self._scored is not None
+                                  and self._scored.label == REJECT_LABEL):
                 return out  # the answered command's tail
         out.append(Command(g.utterance_id, g.start, voiced_end_sample, reason, heard_sample,
                            self._scored, self._audio))
@@ -208,41 +220,49 @@ class CommandSplitter:
     # --- decisions ------------------------------------------------------------------
 
     def _weigh_after_answer(self, cut: int, post: np.ndarray) -> None:
-        """The group heard after an early answer was scored at a pause. A command with
-        another intent is an ordinary group. The answered command's tail (joined with the
-        answer it is that command still, at least as sure: what completes a command makes
-        the model surer of it) is dropped, like a part too short for a command. Else a
-        complete command is an ordinary group and anything else stays pending: the part
-        after the pause decides (:meth:`_resolve`), or the end."""
-        g, scored = self._group, self._scored
-        assert g is not None and g.after_answer and self._answered is not None
+        """The group heard after an early answer was scored at a pause: a command becomes
+        an ordinary group, a tail is dropped, anything else stays pending (the part after
+        the pause decides, :meth:`_resolve`, or the end)."""
+        g = self._group
+        assert g is not None and g.after_answer
+        kind = self._after_answer(self._scored, cut, post)
+        if kind == "command":
+            g.after_answer = False
+        elif kind == "tail":
+            self._group = None
+
+    def _after_answer(self, scored: Scored | None, cut: int, post: np.ndarray) -> str:
+        """What a part heard after an early answer is: ``command`` (another intent, or one
+        sure enough to be answered early itself), ``tail`` (too short for a command, or
+        joined with the answer it is that command still, at least as sure: what completes
+        a command makes the model surer of it), else ``pending``."""
+        assert self._answered is not None
         if scored is None:
-            self._group = None
-            return
-        complete = scored.complete(self.s.split_score)
-        if complete and scored.label != self._answered[1].label:
-            g.after_answer = False
-        elif self._completes_answer(cut, post):
-            self._group = None
-        elif complete:
-            g.after_answer = False
+            return "tail"
+        if scored.complete(self.s.split_score) and (
+                scored.label != self._answered[1].label
+                or scored.complete(self.s.early_score)):
+            return "command"
+        if self._completes_answer(cut, post):
+            return "tail"
+        return "pending"
 
     def _completes_answer(self, cut: int, post: np.ndarray) -> bool:
         """Whether the early answer joined with what followed it up to ``cut`` is that
         command still, at least as sure: then what followed is its tail, and the answered
         command is heard up to ``cut`` (the next part is weighed against that)."""
         assert self._answered is not None
-        first, said = self._answered
+        first, said, _ = self._answered
         self.scored_parts += 1
         longer = self._score(self._span(first, cut, post))
         if longer.label == said.label and longer.score >= said.score:
-            self._answered = (first, longer)
+            self._answered = (first, longer, cut)
             return True
         return False
 
     def _resolve(self, end: int, cut: int, post: np.ndarray, heard: int) -> list[Command]:
-        """The part after the candidate pause ended at ``end``: which reading of the audio
-        makes the least sure command surer, the pause ending a command or not."""
+        """The part after the candidate pause ended at ``end``: does the pause end a
+        command (split), or is the part before the early answer's tail?"""
         c, g = self._cand, self._group
         assert c is not None and g is not None
         self._cand = None
@@ -254,14 +274,22 @@ class CommandSplitter:
         joined = self._score(joined_audio)
         if c.tail:  # the part before: the early answer's tail, or the next command's start?
             assert self._answered is not None
-            first, said = self._answered
+            first, said, said_end = self._answered
             self.scored_parts += 1
             longer = self._score(self._span(first, c.before_end, c.before_post))
-            as_tail = min(_logit(longer, at) if longer.label == said.label else -math.inf,
-                          _logit(after, at))
-            as_start = min(_logit(said, at), _logit(joined, at))
-            if as_tail > as_start:
-                self._answered = (first, longer)
+            # The part before may be the answer's tail when the answer with it is that
+            # command still, and the next command's start when the two parts are a command
+            # or may become one. Where both readings hold, the longer pause is the boundary:
+            # a speaker pauses longer between commands than inside one.
+            tail_ok = longer.label == said.label and longer.complete(at)
+            longer_pause_after = c.after.start - c.before_end > g.start - said_end
+            if joined.complete(at):
+                as_tail = tail_ok and longer_pause_after
+            else:
+                as_tail = tail_ok and ((after is not None and after.complete(at))
+                                       or longer_pause_after)
+            if as_tail:
+                self._answered = (first, longer, c.before_end)
                 self._group, self._scored, self._audio = c.after, after, after_audio
                 self._drop_before(c.after.audio_from)
                 return []

@@ -6,9 +6,9 @@ least unlike, and only the score threshold stands between it and an action. ``sy
 therefore adds a class :data:`REJECT_LABEL` ("_none") to the data set, made of:
 
 * ``speech`` (50%): out-of-domain sentences (chit-chat, fillers, words to other people)
-  spoken by the same voice pools as the intents, through the same augmentation; a share of
-  them (``--cut-share``) are cut commands (:func:`cut_commands`): the start or the end of
-  a command, cut at a word boundary, that is no command of the spec on its own;
+  spoken by the same voice pools as the intents, through the same augmentation; with
+  ``--cut-share`` a share of them are cut commands (:func:`cut_commands`): the start or the
+  end of a command's audio, cut between two words, that is no command of the spec alone;
 * ``babble`` (35%): 2-5 overlapped talkers saying such sentences, 1-15 s (a room, a TV);
 * ``noise`` (15%): pink, brown, white noise or appliance hum, 1-4 s, at random levels.
 
@@ -94,24 +94,22 @@ def sentences(n: int, rng: random.Random) -> list[str]:
 
 
 def cut_commands(commands: list[str], n: int, rng: random.Random) -> list[str]:
-    """``n`` pieces of ``commands``: the words before or after a word boundary (at least one
-    word on either side), never a command of ``commands`` itself. A speaker who pauses
-    mid-command, or says two commands back to back, leaves the daemon such pieces to weigh
-    (intentd.daemon.segmentation): the model learns that they are no command.
+    """``n`` of ``commands`` (drawn with replacement) to be spoken whole and cut between two
+    words (:func:`intentd.trainer.synthesis.pauses.cut`): only those of three words or more
+    of which no start and no end is a command itself, so no cut piece can be one. A speaker
+    who pauses mid-command, or says two commands back to back, leaves the daemon such pieces
+    to weigh (intentd.daemon.segmentation): the model learns that they are no command.
 
-    Fewer than ``n`` (possibly none) when the commands are too short to cut."""
+    Empty when no command qualifies."""
     complete = {" ".join(c.lower().split()) for c in commands}
-    pool = [c.split() for c in commands if len(c.split()) >= 2]
-    out: list[str] = []
-    for _ in range(n * 4 if pool else 0):
-        words = pool[rng.randrange(len(pool))]
-        k = rng.randint(1, len(words) - 1)
-        piece = " ".join(words[:k] if rng.random() < 0.5 else words[k:])
-        if piece.lower() not in complete:
-            out.append(piece)
-            if len(out) == n:
-                break
-    return out
+
+    def cuttable(words: list[str]) -> bool:
+        parts = [words[:k] for k in range(1, len(words))] + [words[k:] for k in
+                                                             range(1, len(words))]
+        return len(words) >= 3 and not any(" ".join(p).lower() in complete for p in parts)
+
+    pool = sorted({c for c in commands if cuttable(c.split())})
+    return [pool[rng.randrange(len(pool))] for _ in range(n)] if pool else []
 
 
 def kind_of(index: int, n: int) -> str:

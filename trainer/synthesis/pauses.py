@@ -62,3 +62,31 @@ def speak_with_pause(text: str, k: int, pause_s: float, speak: Callable[[str], n
     gap = np.zeros(int(pause_s * sample_rate_hz), dtype=np.float32)
     return np.concatenate([trim(a, sample_rate_hz), gap, trim(b, sample_rate_hz)]
                           ).astype(np.float32)
+
+
+def cut_point(audio: np.ndarray, rng: random.Random, sample_rate_hz: int = 16000) -> int:
+    """A sample index between words, at random: one of the quiet dips (local minima of 20 ms
+    frame energy, in the quietest third) between 20% and 80% of ``audio``; the quietest
+    frame there when it has none."""
+    frame = sample_rate_hz // 50
+    m = audio.size // frame
+    if m < 5:
+        return audio.size // 2
+    e = np.sum(np.square(audio[: m * frame].reshape(m, frame), dtype=np.float64), axis=1)
+    lo, hi = max(1, m // 5), min(m - 1, (4 * m) // 5)
+    quiet = np.quantile(e[lo:hi], 1 / 3)
+    dips = [k for k in range(lo, hi) if e[k] <= quiet and e[k] <= e[k - 1]
+            and e[k] <= e[k + 1]]
+    k = rng.choice(dips) if dips else lo + int(np.argmin(e[lo:hi]))
+    return k * frame + frame // 2
+
+
+def cut(audio: np.ndarray, part: str, rng: random.Random,
+        sample_rate_hz: int = 16000) -> np.ndarray:
+    """The ``head`` or ``tail`` of a command's audible part, cut between two words
+    (:func:`cut_point`): what a speaker who pauses mid-command leaves on either side."""
+    if part not in ("head", "tail"):
+        raise ValueError(f"part must be head or tail, got {part!r}")
+    s, e = speech_bounds(audio, sample_rate_hz)
+    at = s + cut_point(audio[s:e], rng, sample_rate_hz)
+    return audio[s:at] if part == "head" else audio[at:e]

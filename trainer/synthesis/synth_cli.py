@@ -45,10 +45,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {d.reject_share}; 0: no rejection class)")
     parser.add_argument("--cut-share", type=float, default=d.cut_share, metavar="S",
                         help="share of the rejection class's spoken sentences that are cut "
-                             "commands: the start or end of a command, cut at a word "
-                             "boundary, that is no command on its own; they teach the model "
-                             "what the daemon's segmentation must not answer (default "
-                             f"{d.cut_share}; 0: none)")
+                             "commands: the start or end of a command's audio, cut between "
+                             "two words, that is no command on its own, to teach the model "
+                             "what the daemon's segmentation must not answer early (default "
+                             f"{d.cut_share}; see docs/results.md)")
     parser.add_argument("--noise-file", action="append", default=[], metavar="WAV",
                         help="background noise recording (repeatable)")
     parser.add_argument("--train-accents", type=_name_list, default=(), metavar="A,B",

@@ -57,6 +57,9 @@ class Job:
     pause_s: float = 0.0
     # The slot values the sentence carries, ``(name, value)`` in spoken order.
     slots: tuple[tuple[str, str], ...] = ()
+    # Rejection class: "head" / "tail" keeps that part of the command's audio, cut between
+    # two words (pauses.cut); "" the whole rendering.
+    cut: str = ""
 
 
 def plan(spec: Spec, options: SynthOptions) -> list[Job]:
@@ -78,18 +81,18 @@ def plan(spec: Spec, options: SynthOptions) -> list[Job]:
     if n_reject >= 2:
         rng = random.Random(f"plan:{options.seed}:{negatives.REJECT_LABEL}")
         texts = negatives.sentences(n_reject, rng)
-        if options.cut_share > 0:
-            cut = negatives.cut_commands(commands, round(n_reject * options.cut_share),
-                                         random.Random(f"cut:{options.seed}"))
-            texts = texts[: n_reject - len(cut)] + cut
+        cut = negatives.cut_commands(commands, round(n_reject * options.cut_share),
+                                     random.Random(f"cut:{options.seed}"))
+        texts = texts[: n_reject - len(cut)] + cut
         jobs += _label_jobs(negatives.REJECT_LABEL, len(spec.labels), texts, n_reject,
-                            options, train_sp, test_sp, rng)
+                            options, train_sp, test_sp, rng, frozenset(cut))
     return jobs
 
 
 def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOptions,
                 train_sp: list[tts_espeak.EspeakSpeaker], test_sp: list[tts_espeak.EspeakSpeaker],
-                rng: random.Random) -> list[Job]:
+                rng: random.Random, cut: frozenset[str] = frozenset()) -> list[Job]:
+    """``cut``: texts of the rejection class that are commands, spoken and cut."""
     rng.shuffle(texts)
     n_piper = round(n * options.piper_share)
     # The rejection class gets its share too (its out-of-domain sentences, like Piper's): a
@@ -126,9 +129,12 @@ def _label_jobs(label: str, li: int, texts: list[str], n: int, options: SynthOpt
                     # Talkers come from the split's pool at render time, not from ``sp``.
                     engine, text, sp = background, f"<{background}>", None
         name = f"{label}_{i:05d}.wav"
+        part = ("head", "tail")[seed % 2] if text in cut else ""
         pause_at, pause_s = (_pause(text, seed, options.pause_share)
-                             if split == "train" and engine in ("espeak", "flite") else (0, 0.0))
-        jobs.append(Job(split, name, label, text, engine, sp, seed, pause_at, pause_s))
+                             if split == "train" and engine in ("espeak", "flite") and not part
+                             else (0, 0.0))
+        jobs.append(Job(split, name, label, text, engine, sp, seed, pause_at, pause_s,
+                        cut=part))
     return jobs
 
 
