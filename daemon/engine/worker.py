@@ -284,13 +284,15 @@ class Worker:
     def _verdicts(self, ends: list[EndItem]
                   ) -> dict[int, list[tuple[IntentEvent, np.ndarray | None]]]:
         """The events (with their audio for the recorder) of each EndItem (keyed by
-        ``id``), utterance scorers batched."""
-        out: dict[int, list[tuple[IntentEvent, np.ndarray | None]]] = {}
-        todo: dict[int, list[tuple[int, UtteranceScorer, _Utterance, Any]]] = {}
+        ``id``), utterance scorers batched: a verdict still to be scored holds its place
+        in its item's list until its batch is done."""
+        out: dict[int, list[Any]] = {}
+        todo: dict[int, list[tuple[list[Any], int, UtteranceScorer, _Utterance, Any]]] = {}
         for item in ends:
             utt = self._utts.pop((item.stream, item.utterance_id), None) or _Utterance(
                 self.backend)
             events = out[id(item)] = []
+            batch = todo.setdefault(id(utt.backend), [])
             if utt.splitter is not None:
                 end = item.audio_end_sample if item.audio_end_sample >= 0 else item.end_sample
                 decided = item.decided_sample if item.decided_sample >= 0 else end
@@ -298,31 +300,28 @@ class Worker:
                     if c.scored is None:
                         scorer = utt.backend.utterance_scorer()
                         scorer.push(c.audio)
-                        todo.setdefault(id(utt.backend), []).append(
-                            (id(item), scorer, utt, (c, item)))
-                        events.append(None)  # type: ignore[arg-type]
+                        batch.append((events, len(events), scorer, utt, (c, item)))
+                        events.append(None)
                     else:
                         events.append((self._command_event(utt, c, item), c.audio))
             elif self.settings.verdict == "utterance" and utt.scorer is not None:
-                todo.setdefault(id(utt.backend), []).append((id(item), utt.scorer, utt, item))
-                events.append(None)  # type: ignore[arg-type]
+                batch.append((events, len(events), utt.scorer, utt, item))
+                events.append(None)
             else:
                 probs = self._window_verdict(utt, len(utt.backend.labels))
                 events.append((self._end_event(utt, item, probs, None), None))
-        for group in todo.values():
-            backend = group[0][2].backend
-            probs, slot_probs = score_many(backend, [scorer for _, scorer, _, _ in group])
-            for i, (key, _, utt, what) in enumerate(group):
+        for group in filter(None, todo.values()):
+            backend = group[0][3].backend
+            probs, slot_probs = score_many(backend, [scorer for _, _, scorer, _, _ in group])
+            for i, (events, at, _, utt, what) in enumerate(group):
                 sp = None if slot_probs is None else slot_probs[i]
                 if isinstance(what, EndItem):
-                    got = (self._end_event(utt, what, probs[i], sp),
-                           np.concatenate(utt.audio) if utt.audio else None)
+                    events[at] = (self._end_event(utt, what, probs[i], sp),
+                                  np.concatenate(utt.audio) if utt.audio else None)
                 else:
                     c, item = what
                     c = replace(c, scored=scored(backend, probs[i], sp))
-                    got = (self._command_event(utt, c, item), c.audio)
-                slots = out[key]
-                slots[slots.index(None)] = got  # type: ignore[arg-type]
+                    events[at] = (self._command_event(utt, c, item), c.audio)
             self.verdict_batches += 1
         return out
 

@@ -135,7 +135,6 @@ class CommandSplitter:
         self._cand: _Candidate | None = None
         # The last early answer: its group, verdict and speech end (with the tail absorbed).
         self._answered: tuple[_Group, Scored, int] | None = None
-        self.scored_parts = 0  # model calls, for the figures
 
     # --- input ----------------------------------------------------------------------
 
@@ -253,12 +252,16 @@ class CommandSplitter:
         command is heard up to ``cut`` (the next part is weighed against that)."""
         assert self._answered is not None
         first, said, _ = self._answered
-        self.scored_parts += 1
-        longer = self._score(self._span(first, cut, post))
+        longer = self._answer_joined(cut, post)
         if longer.label == said.label and longer.score >= said.score:
             self._answered = (first, longer, cut)
             return True
         return False
+
+    def _answer_joined(self, cut: int, post: np.ndarray) -> Scored:
+        """The verdict on the early answer with what followed it up to ``cut``."""
+        assert self._answered is not None
+        return self._score(self._span(self._answered[0], cut, post))
 
     def _resolve(self, end: int, cut: int, post: np.ndarray, heard: int) -> list[Command]:
         """The part after the candidate pause ended at ``end``: does the pause end a
@@ -270,13 +273,11 @@ class CommandSplitter:
         after_audio = self._span(c.after, cut, post)
         joined_audio = self._span(g, cut, post)
         after = self._score_if_speech(c.after, end, after_audio)
-        self.scored_parts += 1
         joined = self._score(joined_audio)
         if c.tail:  # the part before: the early answer's tail, or the next command's start?
             assert self._answered is not None
             first, said, said_end = self._answered
-            self.scored_parts += 1
-            longer = self._score(self._span(first, c.before_end, c.before_post))
+            longer = self._answer_joined(c.before_end, c.before_post)
             # The part before may be the answer's tail when the answer with it is that
             # command still, and the next command's start when the two parts are a command
             # or may become one. Where both readings hold, the longer pause is the boundary:
@@ -312,7 +313,6 @@ class CommandSplitter:
     def _score_if_speech(self, g: _Group, end: int, audio: np.ndarray) -> Scored | None:
         if end - g.start < self._min_speech:
             return None
-        self.scored_parts += 1
         return self._score(audio)
 
     def _span(self, g: _Group, cut: int, post: np.ndarray) -> np.ndarray:
