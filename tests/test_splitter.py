@@ -3,12 +3,14 @@ pauses end a command, which answers come early, which parts are tails."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from intentd.daemon.output.events import REJECT_LABEL
 from intentd.daemon.segmentation.settings import SegmentationConfig
-from intentd.daemon.segmentation.splitter import Command, CommandSplitter, Scored
+from intentd.daemon.segmentation.splitter import Command, CommandSplitter, Scored, _logit
 
 # Audio at 1 kHz (a sample is a millisecond); each word is a run of one sample value, so the
 # scripted model can tell which words an audio span holds.
@@ -125,6 +127,49 @@ def test_joined_surer_than_either_part_keeps_one_command() -> None:
         (5, 300, 2800, "silence", 4100, "weather")]
 
 
+def test_a_sure_command_after_a_less_sure_one_is_split_off() -> None:
+    """The first part is a command, said less clearly (0.85: log-odds 1.7); the second is
+    sure (0.9999: 9.2); the joined audio (0.95: 2.9) is less sure than the two on average,
+    though surer than the first part alone."""
+    model = Model({LIGHTS: ("lights_on", 0.85), WEATHER: ("weather", 0.9999),
+                   LIGHTS + WEATHER: ("weather", 0.95)})
+    assert summary(two_commands(splitter(model, early_after_ms=0))) == [
+        (5, 300, 1300, "split", 4100, "lights_on"), (9, 1800, 2800, "silence", 4100, "weather")]
+    # joined surer than that average (0.9995: 7.6 > 5.5): one command
+    model = Model({LIGHTS: ("lights_on", 0.85), WEATHER: ("weather", 0.9999),
+                   LIGHTS + WEATHER: ("weather", 0.9995)})
+    assert summary(two_commands(splitter(model, early_after_ms=0))) == [
+        (5, 300, 2800, "silence", 4100, "weather")]
+
+
+def test_the_next_command_may_start_with_a_pause_of_its_own() -> None:
+    """'turn on the lights' [500 ms] 'weather' [500 ms] 'today': 'weather' alone is no
+    command, so the first pause stays the candidate until 'weather today' is one."""
+    model = Model({LIGHTS: ("lights_on", 0.99), ("weather",): (REJECT_LABEL, 0.9),
+                   (*LIGHTS, "weather"): ("lights_on", 0.7), WEATHER: ("weather", 0.999),
+                   LIGHTS + WEATHER: ("weather", 0.9)})
+    s = splitter(model, early_after_ms=0)
+    s.push(0, np.concatenate([silence(300), word("turn", 300), word("on", 200),
+                              word("lights", 500)]))
+    assert s.pause(1300, 300, 1600, silence(300)) == []
+    s.resume(1800, 9, silence(300))
+    s.push(1800, word("weather", 600))
+    assert s.pause(2400, 300, 2700, silence(300)) == []
+    s.resume(2900, 10, silence(300))
+    s.push(2900, np.concatenate([word("today", 400), silence(300)]))
+    got = s.end(3300, 3600, "silence", 4600)
+    assert summary(got) == [(5, 300, 1300, "split", 4600, "lights_on"),
+                            (9, 1800, 3300, "silence", 4600, "weather")]
+
+
+def test_log_odds_keep_their_precision_near_certainty() -> None:
+    """Scores that round to 1.0 still compare by the other classes' probabilities."""
+    sure = np.array([1.0, 1e-9, 1e-9], np.float32)
+    surer = np.array([1.0, 1e-12, 1e-12], np.float32)
+    assert _logit(Scored(surer, None, "a", 1.0), 0.8) > _logit(Scored(sure, None, "a", 1.0), 0.8)
+    assert _logit(Scored(sure, None, REJECT_LABEL, 1.0), 0.8) == -math.inf
+
+
 @pytest.mark.parametrize("after", [(REJECT_LABEL, 0.99), ("weather", 0.7)])
 def test_a_part_that_is_no_sure_command_is_not_split_off(after: tuple[str, float]) -> None:
     model = Model({LIGHTS: ("lights_on", 0.99), WEATHER: after,
@@ -170,9 +215,15 @@ def test_the_same_intent_after_an_early_answer_is_its_tail_unless_sure_on_its_ow
     model = Model({LIGHTS: ("lights_on", 0.99), ("lights",): ("lights_on", 0.85)})
     assert answered_then(splitter(model), "lights") == []
     # sure enough to be answered early itself: the command said again
-    model = Model({LIGHTS: ("lights_on", 0.99), ("lights",): ("lights_on", 0.95)})
-    assert summary(answered_then(splitter(model), "lights")) == [
+    model = Model({LIGHTS: ("lights_on", 0.99), ("please",): ("lights_on", 0.95),
+                   (*LIGHTS, "please"): ("lights_on", 0.999)})
+    assert summary(answered_then(splitter(model), "please")) == [
         (8, 2000, 2400, "silence", 3700, "lights_on")]
+    # ... unless the answer with it is far surer than either alone (odds 99 999 against
+    # 100 x 99): two weak halves of one command
+    model = Model({LIGHTS: ("lights_on", 0.99), ("please",): ("lights_on", 0.95),
+                   (*LIGHTS, "please"): ("lights_on", 0.99999)})
+    assert answered_then(splitter(model), "please") == []
 
 
 def test_a_command_after_an_early_answer_gets_its_own_event() -> None:

@@ -11,19 +11,26 @@ the segmenter reports them, :mod:`intentd.daemon.audio.segmenter`):
   the rejection class) with probability >= ``early_score``.
 * **After an early answer** the speaker may go on with the same command (a hesitation
   the early answer did not wait out) or start the next one. A part heard then is the next
-  command when it is one on its own (another intent, or sure enough to be answered early
-  itself); the answered command's tail when the answer joined with it is that command
-  still, at least as sure (what completes a command makes the model surer of it; the start
-  of another does not): no event; else the part after the next pause decides: the tail
+  command when it is one on its own: another intent, or the same one sure enough to be
+  answered early itself, unless the answer joined with it is far surer (100 to 1 in odds)
+  than either alone (the two halves of one command are each a weak verdict, the same
+  command said twice two strong ones). It is the answered command's tail (no event) when
+  the answer joined with it is that command still, at least as sure (what completes a
+  command makes the model surer of it; the start of another does not). Else the part
+  after the next pause decides: the tail
   reading needs the answer with it to stay that command, the start reading the two parts
   to be a command or to be able to become one; where both hold, the longer pause is the
   boundary (a speaker pauses longer between commands than inside one).
 * **Split**: without an early answer, when speech resumes, the part after the pause is
   scored on its own once it ends (at the next pause or at the utterance's end), and so is
   the joined audio. The pause ends a command (the part before it gets ``"end": "split"``)
-  when both parts are complete commands with probability >= ``split_score`` and the less
-  sure of them is surer than the joined audio (in log-odds: the probabilities of confident
-  verdicts crowd at 1). Otherwise the parts stay one command.
+  when both parts are complete commands with probability >= ``split_score`` and the
+  joined audio is less sure than the two parts on average (in log-odds: the probabilities
+  of confident verdicts crowd at 1; a sure next command outweighs a first part said less
+  clearly). A part after that is no command (yet) may be the next command's start, said
+  with a pause of its own: the pause stays a candidate and the part after it grows to the
+  next pause, unless that pause's part before is a command itself. Otherwise the parts
+  stay one command.
 
 A part is scored as the utterance it would have been with silence alone: its pre-roll and
 post-roll (``vad.speech_pad_ms``) come with it, and a pause inside is as short as the
@@ -112,11 +119,18 @@ class _Candidate:
 
 def _logit(s: Scored | None, at_least: float) -> float:
     """How sure the model is of a complete command (-inf: not one), as log-odds: the
-    probabilities of confident verdicts crowd at 1."""
+    probabilities of confident verdicts crowd at 1. The odds against come from the other
+    classes' probabilities, which keep their precision where ``1 - score`` rounds to 0."""
     if s is None or not s.complete(at_least):
         return -math.inf
-    p = min(max(s.score, 1e-6), 1.0 - 1e-6)
-    return math.log(p / (1.0 - p))
+    against = float(np.sum(np.delete(s.probs, int(np.argmax(s.probs)))))
+    return math.log(s.score) - math.log(max(against, _TINY))
+
+
+_TINY = 1e-30
+# How much surer (in odds) the joined audio must be than either part alone for a part of
+# the same intent, heard after an early answer, to be that command's tail: 100 to 1.
+_SUREST_JOINED = math.log(100.0)
 
 
 class CommandSplitter:
@@ -169,7 +183,7 @@ class CommandSplitter:
             out.append(Command(g.utterance_id, g.start, voiced_end_sample, "early",
                                heard_sample, self._scored, self._audio))
             self._answered = (g, self._scored, voiced_end_sample)
-            self._group = None
+            self._group = self._cand = None
         return out
 
     def resume(self, voiced_start_sample: int, utterance_id: int, pre: np.ndarray) -> None:
@@ -232,15 +246,25 @@ class CommandSplitter:
 
     def _after_answer(self, scored: Scored | None, cut: int, post: np.ndarray) -> str:
         """What a part heard after an early answer is: ``command`` (another intent, or one
-        sure enough to be answered early itself), ``tail`` (too short for a command, or
-        joined with the answer it is that command still, at least as sure: what completes
-        a command makes the model surer of it), else ``pending``."""
+        sure enough to be answered early itself), ``tail`` (too short for a command; joined
+        with the answer it is that command still, at least as sure: what completes a
+        command makes the model surer of it; or of the same intent and far surer joined
+        than either alone), else ``pending``."""
         assert self._answered is not None
         if scored is None:
             return "tail"
+        said = self._answered[1]
+        if scored.complete(self.s.split_score) and scored.label == said.label:
+            # The same intent again, or the rest of the answered command: the parts of one
+            # command are each a weak verdict and far surer together.
+            at = self.s.split_score
+            longer = self._answer_joined(cut, post)
+            if longer.label == said.label and _logit(longer, at) > max(
+                    _logit(said, at), _logit(scored, at)) + _SUREST_JOINED:
+                self._answered = (self._answered[0], longer, cut)
+                return "tail"
         if scored.complete(self.s.split_score) and (
-                scored.label != self._answered[1].label
-                or scored.complete(self.s.early_score)):
+                scored.label != said.label or scored.complete(self.s.early_score)):
             return "command"
         if self._completes_answer(cut, post):
             return "tail"
@@ -297,7 +321,14 @@ class CommandSplitter:
             g.after_answer = not joined.complete(at)
             self._scored, self._audio = joined, joined_audio
             return []
-        if min(_logit(c.before, at), _logit(after, at)) > _logit(joined, at):
+        if after is None or not after.complete(at):
+            # The next command may have begun with a pause of its own: the candidate stays
+            # open, the part after it grows to the next pause (a later pause whose part
+            # before is a command replaces it).
+            self._cand = c
+            self._scored, self._audio = joined, joined_audio
+            return []
+        if (_logit(c.before, at) + _logit(after, at)) / 2 > _logit(joined, at):
             self._group, self._scored, self._audio = c.after, after, after_audio
             self._drop_before(c.after.audio_from)
             return [Command(g.utterance_id, g.start, c.before_end, "split", heard, c.before,
