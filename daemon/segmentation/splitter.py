@@ -17,10 +17,10 @@ the segmenter reports them, :mod:`intentd.daemon.audio.segmenter`):
   command said twice two strong ones). It is the answered command's tail (no event) when
   the answer joined with it is that command still, at least as sure (what completes a
   command makes the model surer of it; the start of another does not). Else the part
-  after the next pause decides: the tail
-  reading needs the answer with it to stay that command, the start reading the two parts
-  to be a command or to be able to become one; where both hold, the longer pause is the
-  boundary (a speaker pauses longer between commands than inside one).
+  after the next pause decides: the tail reading needs the answer with it to stay that
+  command, the start reading the two parts to be a command or to be able to become one;
+  where both hold, the longer pause is the boundary (a speaker pauses longer between
+  commands than inside one).
 * **Split**: without an early answer, when speech resumes, the part after the pause is
   scored on its own once it ends (at the next pause or at the utterance's end), and so is
   the joined audio. The pause ends a command (the part before it gets ``"end": "split"``)
@@ -117,6 +117,12 @@ class _Candidate:
     after: _Group
 
 
+_TINY = 1e-30
+# How much surer (in odds) the joined audio must be than either part alone for a part of
+# the same intent, heard after an early answer, to be that command's tail: 100 to 1.
+_SUREST_JOINED = math.log(100.0)
+
+
 def _logit(s: Scored | None, at_least: float) -> float:
     """How sure the model is of a complete command (-inf: not one), as log-odds: the
     probabilities of confident verdicts crowd at 1. The odds against come from the other
@@ -125,12 +131,6 @@ def _logit(s: Scored | None, at_least: float) -> float:
         return -math.inf
     against = float(np.sum(np.delete(s.probs, int(np.argmax(s.probs)))))
     return math.log(s.score) - math.log(max(against, _TINY))
-
-
-_TINY = 1e-30
-# How much surer (in odds) the joined audio must be than either part alone for a part of
-# the same intent, heard after an early answer, to be that command's tail: 100 to 1.
-_SUREST_JOINED = math.log(100.0)
 
 
 class CommandSplitter:
@@ -253,30 +253,33 @@ class CommandSplitter:
         assert self._answered is not None
         if scored is None:
             return "tail"
-        said = self._answered[1]
-        if scored.complete(self.s.split_score) and scored.label == said.label:
+        said, at = self._answered[1], self.s.split_score
+        longer: Scored | None = None
+        if scored.complete(at) and scored.label == said.label:
             # The same intent again, or the rest of the answered command: the parts of one
             # command are each a weak verdict and far surer together.
-            at = self.s.split_score
             longer = self._answer_joined(cut, post)
             if longer.label == said.label and _logit(longer, at) > max(
                     _logit(said, at), _logit(scored, at)) + _SUREST_JOINED:
                 self._answered = (self._answered[0], longer, cut)
                 return "tail"
-        if scored.complete(self.s.split_score) and (
+        if scored.complete(at) and (
                 scored.label != said.label or scored.complete(self.s.early_score)):
             return "command"
-        if self._completes_answer(cut, post):
+        if self._completes_answer(cut, post, longer):
             return "tail"
         return "pending"
 
-    def _completes_answer(self, cut: int, post: np.ndarray) -> bool:
-        """Whether the early answer joined with what followed it up to ``cut`` is that
-        command still, at least as sure: then what followed is its tail, and the answered
-        command is heard up to ``cut`` (the next part is weighed against that)."""
+    def _completes_answer(self, cut: int, post: np.ndarray, longer: Scored | None = None
+                          ) -> bool:
+        """Whether the early answer joined with what followed it up to ``cut`` (``longer``
+        when already scored) is that command still, at least as sure: then what followed
+        is its tail, and the answered command is heard up to ``cut`` (the next part is
+        weighed against that)."""
         assert self._answered is not None
         first, said, _ = self._answered
-        longer = self._answer_joined(cut, post)
+        if longer is None:
+            longer = self._answer_joined(cut, post)
         if longer.label == said.label and longer.score >= said.score:
             self._answered = (first, longer, cut)
             return True
