@@ -149,6 +149,10 @@ class CommandSplitter:
         self._cand: _Candidate | None = None
         # The last early answer: its group, verdict and speech end (with the tail absorbed).
         self._answered: tuple[_Group, Scored, int] | None = None
+        # The last verdict on the answer joined with what followed it: (answer, cut, it).
+        # A part left pending at a pause is weighed again, up to the same cut, once the
+        # part after it ends.
+        self._joined: tuple[_Group, int, Scored] | None = None
 
     # --- input ----------------------------------------------------------------------
 
@@ -254,7 +258,6 @@ class CommandSplitter:
         if scored is None:
             return "tail"
         said, at = self._answered[1], self.s.split_score
-        longer: Scored | None = None
         if scored.complete(at) and scored.label == said.label:
             # The same intent again, or the rest of the answered command: the parts of one
             # command are each a weak verdict and far surer together.
@@ -266,20 +269,17 @@ class CommandSplitter:
         if scored.complete(at) and (
                 scored.label != said.label or scored.complete(self.s.early_score)):
             return "command"
-        if self._completes_answer(cut, post, longer):
+        if self._completes_answer(cut, post):
             return "tail"
         return "pending"
 
-    def _completes_answer(self, cut: int, post: np.ndarray, longer: Scored | None = None
-                          ) -> bool:
-        """Whether the early answer joined with what followed it up to ``cut`` (``longer``
-        when already scored) is that command still, at least as sure: then what followed
-        is its tail, and the answered command is heard up to ``cut`` (the next part is
-        weighed against that)."""
+    def _completes_answer(self, cut: int, post: np.ndarray) -> bool:
+        """Whether the early answer joined with what followed it up to ``cut`` is that
+        command still, at least as sure: then what followed is its tail, and the answered
+        command is heard up to ``cut`` (the next part is weighed against that)."""
         assert self._answered is not None
         first, said, _ = self._answered
-        if longer is None:
-            longer = self._answer_joined(cut, post)
+        longer = self._answer_joined(cut, post)
         if longer.label == said.label and longer.score >= said.score:
             self._answered = (first, longer, cut)
             return True
@@ -288,7 +288,10 @@ class CommandSplitter:
     def _answer_joined(self, cut: int, post: np.ndarray) -> Scored:
         """The verdict on the early answer with what followed it up to ``cut``."""
         assert self._answered is not None
-        return self._score(self._span(self._answered[0], cut, post))
+        first = self._answered[0]
+        if self._joined is None or self._joined[0] is not first or self._joined[1] != cut:
+            self._joined = (first, cut, self._score(self._span(first, cut, post)))
+        return self._joined[2]
 
     def _resolve(self, end: int, cut: int, post: np.ndarray, heard: int) -> list[Command]:
         """The part after the candidate pause ended at ``end``: does the pause end a
