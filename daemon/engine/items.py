@@ -85,6 +85,14 @@ class EndItem:
     audio_end_sample: int = -1  # one past its audio (post-roll included); -1: end_sample
     decided_sample: int = -1  # how far the stream had been heard at the end; -1: end_sample
 
+    @property
+    def audio_end(self) -> int:
+        return self.audio_end_sample if self.audio_end_sample >= 0 else self.end_sample
+
+    @property
+    def decided(self) -> int:
+        return self.decided_sample if self.decided_sample >= 0 else self.end_sample
+
 
 @dataclass(frozen=True)
 class DiscardItem:

@@ -294,9 +294,8 @@ class Worker:
             events = out[id(item)] = []
             batch = todo.setdefault(id(utt.backend), [])
             if utt.splitter is not None:
-                end = item.audio_end_sample if item.audio_end_sample >= 0 else item.end_sample
-                decided = item.decided_sample if item.decided_sample >= 0 else end
-                for c in utt.splitter.end(item.end_sample, end, item.reason, decided):
+                for c in utt.splitter.end(item.end_sample, item.audio_end, item.reason,
+                                          item.decided):
                     if c.scored is None:
                         scorer = utt.backend.utterance_scorer()
                         scorer.push(c.audio)
@@ -339,9 +338,8 @@ class Worker:
                    slot_probs: np.ndarray | None) -> IntentEvent:
         """The verdict of an utterance the VAD alone ended."""
         rate = self.settings.sample_rate_hz
-        decided = item.decided_sample if item.decided_sample >= 0 else item.end_sample
         where = Where(item.utterance_id, item.stream, item.start_sample / rate,
-                      item.end_sample / rate, item.reason, decided / rate, item.windows,
+                      item.end_sample / rate, item.reason, item.decided / rate, item.windows,
                       item.call)
         return self._event(utt, probs, slot_probs, where, item.end_wall_time)
 
